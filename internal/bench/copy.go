@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Batching settings of the raw copy; they match the processor's source and
+// sink so that the ceiling differs from the processor only by enrichment.
+var (
+	copyReader = kafka.ReaderConfig{
+		MinBytes:       1,
+		MaxBytes:       10 << 20,
+		MaxWait:        100 * time.Millisecond,
+		QueueCapacity:  1000,
+		CommitInterval: time.Second,
+	}
+	copyWriter = kafka.Writer{
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1000,
+		BatchBytes:   1 << 20,
+		BatchTimeout: 10 * time.Millisecond,
+	}
+)
+
+// copyStats is the raw copy's account of a run.
+type copyStats struct {
+	Consumed int64 `json:"consumed"`
+	Produced int64 `json:"produced"`
+}
+
+// runCopy consumes j.Input in consumer group j.Group and produces every
+// record unchanged (key, value, headers) to j.Output with an asynchronous
+// writer, committing each input record once its copy is acknowledged. It
+// runs until ctx is canceled.
+func runCopy(ctx context.Context, j job) (any, error) {
+	rc := copyReader
+	rc.Brokers, rc.Topic, rc.GroupID, rc.StartOffset = j.Brokers, j.Input, j.Group, kafka.FirstOffset
+	r := kafka.NewReader(rc)
+
+	var (
+		stats    copyStats
+		produced atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(j.Brokers...),
+		Topic:        j.Output,
+		Balancer:     copyWriter.Balancer,
+		RequiredAcks: copyWriter.RequiredAcks,
+		BatchSize:    copyWriter.BatchSize,
+		BatchBytes:   copyWriter.BatchBytes,
+		BatchTimeout: copyWriter.BatchTimeout,
+		Async:        true,
+		Completion: func(out []kafka.Message, err error) {
+			if err != nil {
+				fail(fmt.Errorf("bench copy: produce: %w", err))
+				return
+			}
+			produced.Add(int64(len(out)))
+			in := make([]kafka.Message, len(out))
+			for i, m := range out {
+				in[i] = m.WriterData.(kafka.Message)
+			}
+			if err := r.CommitMessages(context.WithoutCancel(ctx), in...); err != nil {
+				fail(fmt.Errorf("bench copy: commit: %w", err))
+			}
+		},
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				fail(fmt.Errorf("bench copy: fetch: %w", err))
+			}
+			break
+		}
+		stats.Consumed++
+		// Only the offset is needed to commit; drop the payload reference.
+		ref := kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+		if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers, WriterData: ref}); err != nil {
+			if ctx.Err() == nil {
+				fail(fmt.Errorf("bench copy: produce: %w", err))
+			}
+			break
+		}
+	}
+	err := errors.Join(w.Close(), r.Close())
+	stats.Produced = produced.Load()
+	errOnce.Do(func() {}) // no more failures after this point
+	if firstErr != nil {
+		return stats, firstErr
+	}
+	if err != nil {
+		return stats, fmt.Errorf("bench copy: close: %w", err)
+	}
+	return stats, nil
+}
