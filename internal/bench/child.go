@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +43,10 @@ type childMessage struct {
 	Error string `json:"error,omitempty"`
 	// Stats is the workload's own account of the run.
 	Stats json.RawMessage `json:"stats,omitempty"`
+	// PeakRSS is the child's own peak resident set size in bytes (VmHWM),
+	// zero where unknown. The parent cannot use the child's rusage for
+	// this: on Linux a child's ru_maxrss starts from the parent's peak.
+	PeakRSS int64 `json:"peak_rss,omitempty"`
 }
 
 // workloads maps a workload to the function a child runs. Each returns when
@@ -86,7 +92,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	if err := stopProfile(); err != nil && runErr == nil {
 		runErr = err
 	}
-	msg := childMessage{Done: true}
+	msg := childMessage{Done: true, PeakRSS: peakRSS()}
 	if runErr != nil {
 		msg.Error = runErr.Error()
 	}
@@ -99,6 +105,22 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 		return fmt.Errorf("bench child: report result: %w", err)
 	}
 	return nil
+}
+
+// peakRSS is this process's peak resident set size (VmHWM in
+// /proc/self/status) in bytes, or 0 where unknown.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // startProfile starts a CPU profile when the job asks for one; the returned

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
 )
 
 // Batching settings of the raw copy; they match the processor's source and
@@ -28,6 +29,9 @@ var (
 		BatchBytes:   1 << 20,
 		BatchTimeout: 10 * time.Millisecond,
 	}
+	// copyMaxInFlight bounds the records fetched but not yet acknowledged,
+	// as the processor bounds its in-flight records.
+	copyMaxInFlight int64 = 10_000
 )
 
 // copyStats is the raw copy's account of a run.
@@ -38,8 +42,9 @@ type copyStats struct {
 
 // runCopy consumes j.Input in consumer group j.Group and produces every
 // record unchanged (key, value, headers) to j.Output with an asynchronous
-// writer, committing each input record once its copy is acknowledged. It
-// runs until ctx is canceled.
+// writer, committing each input record once its copy is acknowledged, with
+// at most copyMaxInFlight records unacknowledged. It runs until ctx is
+// canceled.
 func runCopy(ctx context.Context, j job) (any, error) {
 	rc := copyReader
 	rc.Brokers, rc.Topic, rc.GroupID, rc.StartOffset = j.Brokers, j.Input, j.Group, kafka.FirstOffset
@@ -50,6 +55,7 @@ func runCopy(ctx context.Context, j job) (any, error) {
 		produced atomic.Int64
 		errOnce  sync.Once
 		firstErr error
+		inFlight = semaphore.NewWeighted(copyMaxInFlight)
 	)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -71,6 +77,7 @@ func runCopy(ctx context.Context, j job) (any, error) {
 				return
 			}
 			produced.Add(int64(len(out)))
+			inFlight.Release(int64(len(out)))
 			in := make([]kafka.Message, len(out))
 			for i, m := range out {
 				in[i] = m.WriterData.(kafka.Message)
@@ -82,6 +89,9 @@ func runCopy(ctx context.Context, j job) (any, error) {
 	}
 	for {
 		m, err := r.FetchMessage(ctx)
+		if err == nil {
+			err = inFlight.Acquire(ctx, 1)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				fail(fmt.Errorf("bench copy: fetch: %w", err))

@@ -305,7 +305,7 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 	stdin.Close() // stops the child
 	for m := range msgs {
 		if m.Done {
-			run.stats = m.Stats
+			run.stats, run.maxRSS = m.Stats, m.PeakRSS
 			if m.Error != "" && runErr == nil {
 				runErr = fmt.Errorf("workload: %s", m.Error)
 			}
@@ -315,7 +315,6 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 	run.infraCPU = selfCPU() - infra0
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		run.cpu = seconds(ru.Utime) + seconds(ru.Stime)
-		run.maxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
 	if werr != nil && runErr == nil {
 		runErr = fmt.Errorf("child: %w (stderr: %s)", werr, stderr)
