@@ -12,26 +12,25 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// Batching settings of the raw copy; they match the processor's source and
-// sink so that the ceiling differs from the processor only by enrichment.
+// Batching settings of the raw copy; they are the processor's defaults for
+// its source and sink, so that the ceiling differs from the processor only
+// by the enrichment.
 var (
 	copyReader = kafka.ReaderConfig{
 		MinBytes:       1,
 		MaxBytes:       10 << 20,
-		MaxWait:        100 * time.Millisecond,
-		QueueCapacity:  1000,
+		MaxWait:        250 * time.Millisecond,
 		CommitInterval: time.Second,
 	}
 	copyWriter = kafka.Writer{
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    1000,
-		BatchBytes:   1 << 20,
-		BatchTimeout: 10 * time.Millisecond,
+		BatchSize:    500,
+		BatchTimeout: 5 * time.Millisecond,
 	}
 	// copyMaxInFlight bounds the records fetched but not yet acknowledged,
 	// as the processor bounds its in-flight records.
-	copyMaxInFlight int64 = 10_000
+	copyMaxInFlight int64 = 1024
 )
 
 // copyStats is the raw copy's account of a run.
@@ -68,7 +67,6 @@ func runCopy(ctx context.Context, j job) (any, error) {
 		Balancer:     copyWriter.Balancer,
 		RequiredAcks: copyWriter.RequiredAcks,
 		BatchSize:    copyWriter.BatchSize,
-		BatchBytes:   copyWriter.BatchBytes,
 		BatchTimeout: copyWriter.BatchTimeout,
 		Async:        true,
 		Completion: func(out []kafka.Message, err error) {
