@@ -11,17 +11,19 @@ func userID(i int) string { return "user-" + strconv.Itoa(i) }
 // apiSettings configures the simulated Tencent API of a processor scenario.
 type apiSettings struct {
 	rate            int
-	latency, jitter time.Duration
-	users           int // the dataset must know userID(0..users-1)
+	latency, jitter time.Duration // latency ± jitter per call
+	users           int           // the dataset knows userID(0..users-1)
 }
 
 // apiServer is the simulated API as the runner uses it.
 type apiServer interface {
 	URL() string
-	// Result summarises the calls served against the budget.
-	Result(budget int) *APIResult
-	Close()
+	Close() error
+	// calls is what the call watch saw.
+	calls() callSpan
+	// result summarises the calls served for the users of seq.
+	result(budget int, seq []int32) *APIResult
 }
 
-// startAPI starts the simulated API; nil when this build has no simulator.
+// startAPI starts the simulated API; nil while this build has no simulator.
 var startAPI func(apiSettings) (apiServer, error)

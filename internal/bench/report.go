@@ -59,6 +59,12 @@ type Result struct {
 	EventsPerSec float64 `json:"events_per_sec"`
 	// CeilingRatio is EventsPerSec over the ceiling's, from the same run.
 	CeilingRatio float64 `json:"ceiling_ratio,omitempty"`
+	// CachedEventsPerSec is the rate of the records that arrived after the
+	// last API call was answered, when every user was cached: the cache-hit
+	// path without the cost of first sightings; CachedShare is their share
+	// of all events. Processor scenarios only.
+	CachedEventsPerSec float64 `json:"cached_events_per_sec,omitempty"`
+	CachedShare        float64 `json:"cached_share,omitempty"`
 	// Output and DLQ are the records on the output and dead-letter topics.
 	Output int64 `json:"output"`
 	DLQ    int64 `json:"dlq"`
@@ -88,8 +94,8 @@ type Result struct {
 type APIResult struct {
 	Budget int `json:"budget"`
 	Calls  int `json:"calls"`
-	// CallsPerSec is the mean rate over the seconds in which calls were
-	// served, excluding the partial first and last seconds.
+	// CallsPerSec is the mean rate between the first and the last call's
+	// arrival.
 	CallsPerSec float64 `json:"calls_per_sec"`
 	// BudgetRatio is CallsPerSec / Budget.
 	BudgetRatio float64 `json:"budget_ratio"`
@@ -195,23 +201,26 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		m.Go, s.Scale, s.Rate, s.LatencyMS, s.JitterMS, rep.Started.Format(time.RFC3339))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
-	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tcached events/s (share)\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
+	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, r := range rep.Results {
 		sc := r.Scenario
 		if r.Error != "" {
-			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
+			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
 			continue
 		}
-		ratio, calls, budget, maxPS, freq := "—", "—", "—", "—", "—"
+		ratio, cached, calls, budget, maxPS, freq := "—", "—", "—", "—", "—", "—"
+		if r.CachedEventsPerSec > 0 {
+			cached = fmt.Sprintf("%.0f (%.0f%%)", r.CachedEventsPerSec, 100*r.CachedShare)
+		}
 		if sc.Name != "ceiling" && r.CeilingRatio > 0 {
 			ratio = pct(r.CeilingRatio)
 		}
 		if a := r.API; a != nil {
 			calls, budget, maxPS, freq = fmt.Sprintf("%.1f", a.CallsPerSec), pct(a.BudgetRatio), strconv.Itoa(a.MaxPerSecond), strconv.Itoa(a.FrequencyErrors)
 		}
-		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t\n",
-			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, calls, budget, maxPS, freq,
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t\n",
+			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, cached, calls, budget, maxPS, freq,
 			r.LatencyP50MS, r.LatencyP99MS, float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, r.Load1)
 	}
 	if err := tw.Flush(); err != nil {

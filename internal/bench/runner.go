@@ -219,7 +219,14 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	res.FirstOutputMS, res.LatencyP50MS, res.LatencyP99MS = ms(at[0].Sub(run.started)), ms(at[1].Sub(run.started)), ms(at[2].Sub(run.started))
 	res.Output, res.DLQ = highWatermarks(b, outputTopic), highWatermarks(b, dlqTopic)
 	if api != nil {
-		res.API = api.Result(r.cfg.Rate)
+		res.API = api.result(r.cfg.Rate, seq)
+		// Once the last API call is answered every user is cached: the
+		// rest of the run shows the cache-hit path alone.
+		if last := api.calls().lastEnd; !last.IsZero() && last.Before(end) {
+			n := arrivedAfter(arrivals, last)
+			res.CachedShare = float64(n) / float64(s.Events)
+			res.CachedEventsPerSec = float64(n) / end.Sub(last).Seconds()
+		}
 	}
 	return nil
 }
@@ -320,6 +327,17 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 		runErr = fmt.Errorf("child: %w (stderr: %s)", werr, stderr)
 	}
 	return run, runErr
+}
+
+// arrivedAfter counts the records that arrived after t.
+func arrivedAfter(arrivals []arrival, t time.Time) int64 {
+	var n int64
+	for _, a := range arrivals {
+		if a.at.After(t) {
+			n += a.n
+		}
+	}
+	return n
 }
 
 // highWatermarks sums the high watermarks of a topic's partitions.
