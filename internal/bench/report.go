@@ -68,6 +68,10 @@ type Result struct {
 	// Output and DLQ are the records on the output and dead-letter topics.
 	Output int64 `json:"output"`
 	DLQ    int64 `json:"dlq"`
+	// OutputBytes is the size of the record batches produced to them
+	// (output and DLQ), and OutputMBPerSec that over Seconds in MiB/s.
+	OutputBytes    int64   `json:"output_bytes"`
+	OutputMBPerSec float64 `json:"output_mib_per_sec"`
 
 	// Latencies are from an event's timestamp, or the start of the run if
 	// later, to its output record reaching the broker. Every event is
@@ -201,12 +205,12 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		m.Go, s.Scale, s.Rate, s.LatencyMS, s.JitterMS, rep.Started.Format(time.RFC3339))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tcached events/s (share)\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
-	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tcached events/s (share)\tout MiB/s\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
+	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, r := range rep.Results {
 		sc := r.Scenario
 		if r.Error != "" {
-			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
+			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
 			continue
 		}
 		ratio, cached, calls, budget, maxPS, freq := "—", "—", "—", "—", "—", "—"
@@ -219,8 +223,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if a := r.API; a != nil {
 			calls, budget, maxPS, freq = fmt.Sprintf("%.1f", a.CallsPerSec), pct(a.BudgetRatio), strconv.Itoa(a.MaxPerSecond), strconv.Itoa(a.FrequencyErrors)
 		}
-		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t\n",
-			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, cached, calls, budget, maxPS, freq,
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t\n",
+			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, cached, r.OutputMBPerSec, calls, budget, maxPS, freq,
 			r.LatencyP50MS, r.LatencyP99MS, float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, r.Load1)
 	}
 	if err := tw.Flush(); err != nil {

@@ -217,7 +217,9 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	res.Seconds = end.Sub(run.started).Seconds()
 	res.EventsPerSec = float64(s.Events) / res.Seconds
 	res.FirstOutputMS, res.LatencyP50MS, res.LatencyP99MS = ms(at[0].Sub(run.started)), ms(at[1].Sub(run.started)), ms(at[2].Sub(run.started))
-	res.Output, res.DLQ = highWatermarks(b, outputTopic), highWatermarks(b, dlqTopic)
+	res.Output, _ = watch.counts(outputTopic)
+	res.DLQ, res.OutputBytes = watch.counts(dlqTopic)
+	res.OutputMBPerSec = float64(res.OutputBytes) / (1 << 20) / res.Seconds
 	if api != nil {
 		res.API = api.result(r.cfg.Rate, seq)
 		// Once the last API call is answered every user is cached: the
@@ -336,15 +338,6 @@ func arrivedAfter(arrivals []arrival, t time.Time) int64 {
 		if a.at.After(t) {
 			n += a.n
 		}
-	}
-	return n
-}
-
-// highWatermarks sums the high watermarks of a topic's partitions.
-func highWatermarks(b *devkafka.Broker, topic string) int64 {
-	var n int64
-	for _, p := range b.Cluster().PartitionInfos(topic) {
-		n += p.HighWatermark
 	}
 	return n
 }
