@@ -224,14 +224,24 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 		res.API = api.result(r.cfg.Rate, seq)
 		// Once the last API call is answered every user is cached: the
 		// rest of the run shows the cache-hit path alone.
+		// Fewer than minCachedShare of the events is too short a window.
 		if last := api.calls().lastEnd; !last.IsZero() && last.Before(end) {
-			n := arrivedAfter(arrivals, last)
-			res.CachedShare = float64(n) / float64(s.Events)
-			res.CachedEventsPerSec = float64(n) / end.Sub(last).Seconds()
+			if n := arrivedAfter(arrivals, last); float64(n) >= minCachedShare*float64(s.Events) {
+				res.CachedShare = float64(n) / float64(s.Events)
+				res.CachedEventsPerSec = float64(n) / end.Sub(last).Seconds()
+			}
 		}
 	}
 	return nil
 }
+
+// minCachedShare is the least share of a run's events that must arrive
+// after the last API call for the cache-hit rate to be reported.
+const minCachedShare = 0.1
+
+// stopGrace is how long a child may take to stop after being told to; the
+// processor's own shutdown timeout is 30 s.
+const stopGrace = 45 * time.Second
 
 // childRun is what the parent learns about a finished child.
 type childRun struct {
@@ -312,6 +322,9 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 		}
 	}
 	stdin.Close() // stops the child
+	// A child that does not stop within the grace period is killed.
+	kill := time.AfterFunc(stopGrace, func() { _ = cmd.Process.Kill() })
+	defer kill.Stop()
 	for m := range msgs {
 		if m.Done {
 			run.stats, run.maxRSS = m.Stats, m.PeakRSS
