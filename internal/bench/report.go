@@ -20,6 +20,11 @@ type Report struct {
 	Started  time.Time `json:"started"`
 	Results  []Result  `json:"results"`
 	Targets  []Target  `json:"targets"`
+	// CeilingEventsPerSec is the fastest ceiling run, which ratios are
+	// taken against; CeilingSpread is how much slower the slowest ceiling
+	// run was (0.1 = 10%): the drift of the machine during the run.
+	CeilingEventsPerSec float64 `json:"ceiling_events_per_sec"`
+	CeilingSpread       float64 `json:"ceiling_spread"`
 }
 
 // Settings are the Runner settings a report was measured with.
@@ -137,10 +142,24 @@ func (rep *Report) result(name string) (Result, bool) {
 
 // finish fills in ratios to the ceiling and checks the targets.
 func (rep *Report) finish() {
-	ceiling, ok := rep.result("ceiling")
-	if ok {
+	var ceiling Result // the fastest ceiling run
+	lowest := 0.0
+	for _, r := range rep.Results {
+		if r.Error != "" || r.Scenario.Workload != WorkloadCopy {
+			continue
+		}
+		if r.EventsPerSec > ceiling.EventsPerSec {
+			ceiling = r
+		}
+		if lowest == 0 || r.EventsPerSec < lowest {
+			lowest = r.EventsPerSec
+		}
+	}
+	rep.CeilingEventsPerSec = ceiling.EventsPerSec
+	if ceiling.EventsPerSec > 0 {
+		rep.CeilingSpread = 1 - lowest/ceiling.EventsPerSec
 		for i, r := range rep.Results {
-			if r.Error == "" && r.Scenario.Name != "ceiling" {
+			if r.Error == "" && r.Scenario.Workload != WorkloadCopy {
 				rep.Results[i].CeilingRatio = r.EventsPerSec / ceiling.EventsPerSec
 			}
 		}
@@ -217,7 +236,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		if r.CachedEventsPerSec > 0 {
 			cached = fmt.Sprintf("%.0f (%.0f%%)", r.CachedEventsPerSec, 100*r.CachedShare)
 		}
-		if sc.Name != "ceiling" && r.CeilingRatio > 0 {
+		if r.CeilingRatio > 0 {
 			ratio = pct(r.CeilingRatio)
 		}
 		if a := r.API; a != nil {
@@ -229,6 +248,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if rep.CeilingSpread > 0 {
+		fmt.Fprintf(&b, "\nRatios are to the fastest ceiling run, %.0f events/s; the slowest was %.1f%% slower.\n", rep.CeilingEventsPerSec, 100*rep.CeilingSpread)
 	}
 	if len(rep.Targets) > 0 {
 		b.WriteString("\nTargets:\n")

@@ -2,13 +2,17 @@ package bench
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 )
 
 func TestReportTargets(t *testing.T) {
 	res := func(name string, eps float64, mod func(*Result)) Result {
-		r := Result{Scenario: Scenario{Name: name, Partitions: 8}, EventsPerSec: eps}
+		r := Result{Scenario: Scenario{Name: name, Workload: WorkloadProcessor, Partitions: 8}, EventsPerSec: eps}
+		if strings.HasPrefix(name, "ceiling") {
+			r.Scenario.Workload = WorkloadCopy
+		}
 		if mod != nil {
 			mod(&r)
 		}
@@ -26,6 +30,7 @@ func TestReportTargets(t *testing.T) {
 		res("skewed", 900, func(r *Result) { api(198, 0, 200, 100)(r); r.Seconds = 115 }),
 		res("warm-1p", 79_000, nil),
 		res("cold-1p", 188, api(190, 2, 203, 30)),
+		res("ceiling-end", 80_000, nil),
 	}}
 	rep.finish()
 	want := map[string]bool{
@@ -54,14 +59,17 @@ func TestReportTargets(t *testing.T) {
 		t.Errorf("got targets %v, want %d", got, len(want))
 	}
 	if r := rep.Results[1].CeilingRatio; r != 0.85 {
-		t.Errorf("warm ceiling ratio = %v, want 0.85", r)
+		t.Errorf("warm ceiling ratio = %v, want 0.85 (to the faster ceiling run)", r)
+	}
+	if rep.CeilingEventsPerSec != 100_000 || math.Abs(rep.CeilingSpread-0.2) > 1e-9 {
+		t.Errorf("ceiling %v events/s, spread %v; want 100000 and 0.2", rep.CeilingEventsPerSec, rep.CeilingSpread)
 	}
 
 	var b bytes.Buffer
 	if err := rep.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| warm ", "85.0%", "| cold-1p ", "missed", "met"} {
+	for _, s := range []string{"| warm ", "85.0%", "| cold-1p ", "missed", "met", "20.0% slower"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, b.String())
 		}
@@ -70,8 +78,8 @@ func TestReportTargets(t *testing.T) {
 
 func TestReportWithoutCeiling(t *testing.T) {
 	rep := &Report{Results: []Result{
-		{Scenario: Scenario{Name: "ceiling"}, Error: "broker failed"},
-		{Scenario: Scenario{Name: "warm"}, EventsPerSec: 1000},
+		{Scenario: Scenario{Name: "ceiling", Workload: WorkloadCopy}, Error: "broker failed"},
+		{Scenario: Scenario{Name: "warm", Workload: WorkloadProcessor}, EventsPerSec: 1000},
 	}}
 	rep.finish()
 	if rep.Results[1].CeilingRatio != 0 {

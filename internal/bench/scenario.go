@@ -91,8 +91,10 @@ var groups = map[string][]string{
 }
 
 // Select returns the scenarios named (or grouped: "all", "one-partition")
-// in names, in the order of all. The ceiling is always included when any
-// processor scenario is, because ratios are taken against it.
+// in names, in the order of all. When any processor scenario is selected,
+// the ceiling runs first and again last (as "ceiling-end"): ratios are taken
+// against the faster of the two, and their difference shows how much the
+// machine drifted during the run.
 func Select(all []Scenario, names []string) ([]Scenario, error) {
 	want := map[string]bool{}
 	for _, name := range names {
@@ -109,10 +111,25 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 		want[name] = true
 	}
 	var out []Scenario
+	var ceiling *Scenario
+	processors := false
 	for _, s := range all {
-		if want[s.Name] || (s.Workload == WorkloadCopy && len(want) > 0) {
+		if s.Workload == WorkloadCopy {
+			ceiling = &s
+		} else {
+			processors = processors || want[s.Name]
+		}
+		if want[s.Name] || (s.Workload == WorkloadCopy && processors) {
 			out = append(out, s)
 		}
+	}
+	if processors && ceiling != nil {
+		if !slices.ContainsFunc(out, func(s Scenario) bool { return s.Workload == WorkloadCopy }) {
+			out = append([]Scenario{*ceiling}, out...)
+		}
+		end := *ceiling
+		end.Name = ceiling.Name + "-end"
+		out = append(out, end)
 	}
 	return out, nil
 }

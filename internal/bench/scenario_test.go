@@ -13,11 +13,11 @@ func TestSelect(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{names: []string{"all"}, want: []string{"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p"}},
-		{names: []string{"cold"}, want: []string{"ceiling", "cold"}},
-		{names: []string{"one-partition", "warm"}, want: []string{"ceiling", "warm", "warm-1p", "cold-1p"}},
+		{names: []string{"all"}, want: []string{"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "ceiling-end"}},
+		{names: []string{"cold"}, want: []string{"ceiling", "cold", "ceiling-end"}},
+		{names: []string{"one-partition", "warm"}, want: []string{"ceiling", "warm", "warm-1p", "cold-1p", "ceiling-end"}},
 		{names: []string{"ceiling"}, want: []string{"ceiling"}},
-		{names: []string{" skewed "}, want: []string{"ceiling", "skewed"}},
+		{names: []string{" skewed "}, want: []string{"ceiling", "skewed", "ceiling-end"}},
 		{names: []string{"hot"}, wantErr: true},
 	}
 	for _, tt := range tests {
