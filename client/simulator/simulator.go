@@ -243,6 +243,12 @@ func (s *Simulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 // for the stats.
 func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time) int {
 	ctx := r.Context()
+	// Read the body first: the server notices a client going away (and
+	// cancels ctx) only once the body has been read.
+	body, bodyErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if bodyErr != nil && ctx.Err() != nil {
+		return outcomeAbandoned
+	}
 	s.faultsMu.RLock()
 	f, outageUntil := s.faults, s.outageUntil // ForceCode is never mutated in place
 	s.faultsMu.RUnlock()
@@ -275,11 +281,7 @@ func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time
 		return CodeInternalRetry
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		if ctx.Err() != nil {
-			return outcomeAbandoned
-		}
+	if bodyErr != nil {
 		writeFail(w, CodeInvalidPacket, "invalid request packet: body unreadable or above 1 MiB")
 		return CodeInvalidPacket
 	}
