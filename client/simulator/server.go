@@ -14,12 +14,15 @@ import (
 // httptest.Server. Close it when done.
 type Server struct {
 	*Simulator
-	url    string
-	srv    *http.Server
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
-	err    error // Close's result
+	url     string
+	srv     *http.Server
+	cancel  context.CancelFunc
+	done    chan struct{}
+	calls   sync.WaitGroup // handlers running
+	mu      sync.Mutex
+	closing bool // guarded by mu; no handler starts once set
+	once    sync.Once
+	err     error // Close's result
 	// serveErr is written by the serving goroutine before done closes.
 	serveErr error
 }
@@ -35,11 +38,19 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("simulator: listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{
+	var s *Server
+	s = &Server{
 		Simulator: sim,
 		url:       "http://" + ln.Addr().String(),
 		srv: &http.Server{
-			Handler:           sim,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !s.enter() {
+					writeBadGateway(w)
+					return
+				}
+				defer s.calls.Done()
+				sim.ServeHTTP(w, r)
+			}),
 			ReadHeaderTimeout: 10 * time.Second,
 			BaseContext:       func(net.Listener) context.Context { return ctx },
 		},
@@ -60,13 +71,29 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) URL() string { return s.url }
 
 // Close stops listening, aborts calls in flight (their injected delays end
-// at once) and waits for the server to stop. It is safe to call twice.
+// at once, their clients get no answer) and waits for every handler to
+// return. It is safe to call twice.
 func (s *Server) Close() error {
 	s.once.Do(func() {
+		err := s.srv.Close() // connections first, so aborted calls get no answer
 		s.cancel()
-		err := s.srv.Close()
 		<-s.done
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.calls.Wait()
 		s.err = errors.Join(s.serveErr, err)
 	})
 	return s.err
+}
+
+// enter registers a handler, unless the server is closing.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.calls.Add(1)
+	return true
 }
