@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -120,7 +121,7 @@ func ParseDataset(b []byte) (*Dataset, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("simulator: dataset: %w", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("simulator: dataset: trailing data after the JSON object")
 	}
 	return NewDataset(f.OfficialAccounts, f.Subscriptions)

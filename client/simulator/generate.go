@@ -44,7 +44,7 @@ const (
 const maxPage = 200
 
 // maxGenAccounts bounds Accounts, since accounts are materialised.
-const maxGenAccounts = 1 << 22
+const maxGenAccounts = 1 << 20
 
 // baseTime (2023-11-14) anchors generated timestamps, so they do not depend
 // on the clock.
@@ -111,17 +111,16 @@ func (g GenConfig) Validate() error {
 // every other ID (outside the range, or not of the UserID form) is unknown.
 // Existing users have between 0 and 200 subscriptions (log-uniform: many
 // users with a few, a long tail with many), except the HeavyShare with 201 to
-// MaxSubscriptions. Invalid fields (see Validate) are replaced by defaults
-// or clamped.
+// MaxSubscriptions. Invalid fields (see Validate) are replaced by their
+// defaults, shares clamped to [0, 1].
 func Generate(cfg GenConfig) *Dataset {
 	cfg = cfg.withDefaults()
 	if cfg.Users < 0 {
 		cfg.Users = DefaultUsers
 	}
-	if cfg.Accounts < 0 {
+	if cfg.Accounts < 0 || cfg.Accounts > maxGenAccounts {
 		cfg.Accounts = DefaultAccounts
 	}
-	cfg.Accounts = min(cfg.Accounts, maxGenAccounts)
 	cfg.UnknownShare = clampShare(cfg.UnknownShare)
 	cfg.HeavyShare = clampShare(cfg.HeavyShare)
 	if cfg.MaxSubscriptions <= maxPage {
