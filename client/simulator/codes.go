@@ -56,38 +56,6 @@ type envelope struct {
 	ErrorCode    int    `json:"ErrorCode"`
 }
 
-// pageAnswer is a successful answer, fields in the spec's order.
-type pageAnswer struct {
-	ActionStatus            string        `json:"ActionStatus"`
-	ErrorInfo               string        `json:"ErrorInfo"`
-	ErrorCode               int           `json:"ErrorCode"`
-	TotalCount              int           `json:"TotalCount"`
-	OfficialAccountInfoList []accountItem `json:"OfficialAccountInfoList"`
-	CompleteFlag            int           `json:"CompleteFlag"`
-	Next                    uint64        `json:"Next"`
-}
-
-// accountItem is one OfficialAccountInfoList item; nil fields were filtered
-// out.
-type accountItem struct {
-	Name            *string   `json:"Name,omitempty"`
-	OfficialAccount string    `json:"Official_Account"`
-	OwnerAccount    *string   `json:"Owner_Account,omitempty"`
-	CreateTime      *int64    `json:"CreateTime,omitempty"`
-	LastMsgTime     *int64    `json:"LastMsgTime,omitempty"`
-	SubscriberNum   *int64    `json:"SubscriberNum,omitempty"`
-	Introduction    *string   `json:"Introduction,omitempty"`
-	FaceURL         *string   `json:"FaceUrl,omitempty"`
-	Organization    *string   `json:"Organization,omitempty"`
-	CustomString    *string   `json:"CustomString,omitempty"`
-	SelfInfo        *selfInfo `json:"SelfInfo,omitempty"`
-}
-
-type selfInfo struct {
-	SubscribeTime *int64  `json:"SubscribeTime,omitempty"`
-	CustomString  *string `json:"CustomString,omitempty"`
-}
-
 // writeFail answers a FAIL envelope with HTTP 200.
 func writeFail(w http.ResponseWriter, code int, info string) {
 	if info == "" {

@@ -51,6 +51,7 @@ type entry struct {
 // (NewDataset, LoadDataset) or generated on demand from a seed (Generate).
 type Dataset struct {
 	accounts []Account
+	frags    []fragments    // the accounts' JSON fragments
 	index    map[string]int // Official_Account -> accounts index
 
 	subs map[string][]entry // explicit datasets: user -> subscriptions in order
@@ -90,6 +91,7 @@ func NewDataset(accounts []Account, subscriptions map[string][]Subscription) (*D
 		}
 		d.index[id] = i
 	}
+	d.encode()
 	for user, list := range subscriptions {
 		if user == "" {
 			return nil, errors.New("simulator: dataset: empty user ID in Subscriptions")
@@ -199,4 +201,12 @@ func (d *Dataset) entries(user string, offset, limit int) []entry {
 		return nil
 	}
 	return es[offset:min(len(es), offset+limit)]
+}
+
+// encode prepares the accounts' JSON fragments.
+func (d *Dataset) encode() {
+	d.frags = make([]fragments, len(d.accounts))
+	for i := range d.accounts {
+		d.frags[i] = accountFragments(&d.accounts[i])
+	}
 }

@@ -138,6 +138,7 @@ func Generate(cfg GenConfig) *Dataset {
 		d.index[d.accounts[j].OfficialAccount] = j
 	}
 	g.accounts = d.accounts
+	d.encode()
 	return d
 }
 

@@ -307,7 +307,15 @@ func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time
 		writeFail(w, CodeUserNotFound, "")
 		return CodeUserNotFound
 	}
-	writeAPI(w, s.page(req, total))
+	bp := bufPool.Get().(*[]byte)
+	b := s.appendPage((*bp)[:0], req, total)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	if cap(b) <= 1<<20 {
+		*bp = b
+		bufPool.Put(bp)
+	}
 	return CodeOK
 }
 
@@ -342,64 +350,4 @@ func (s *Simulator) checkURL(r *http.Request, now time.Time) (int, string) {
 		return CodeNotAdmin, "identifier is not the app admin"
 	}
 	return 0, ""
-}
-
-// page renders the page req asks for of a user with total subscriptions.
-func (s *Simulator) page(req pageRequest, total int) pageAnswer {
-	a := pageAnswer{ActionStatus: "OK", TotalCount: total, CompleteFlag: 1, OfficialAccountInfoList: []accountItem{}}
-	if req.offset >= uint64(total) {
-		return a
-	}
-	off := int(req.offset)
-	es := s.data.entries(req.user, off, req.limit)
-	a.OfficialAccountInfoList = make([]accountItem, len(es))
-	for i, e := range es {
-		a.OfficialAccountInfoList[i] = render(&s.data.accounts[e.account], e, req.base, req.self)
-	}
-	if end := off + len(es); end < total {
-		a.CompleteFlag, a.Next = 0, uint64(end)
-	}
-	return a
-}
-
-// render builds one list item with the fields the filters ask for.
-func render(acc *Account, e entry, base uint16, self uint8) accountItem {
-	a := *acc // a copy the item points into
-	it := accountItem{OfficialAccount: a.OfficialAccount}
-	if base&fName != 0 {
-		it.Name = &a.Name
-	}
-	if base&fOwnerAccount != 0 {
-		it.OwnerAccount = &a.OwnerAccount
-	}
-	if base&fCreateTime != 0 {
-		it.CreateTime = &a.CreateTime
-	}
-	if base&fLastMsgTime != 0 {
-		it.LastMsgTime = &a.LastMsgTime
-	}
-	if base&fSubscriberNum != 0 {
-		it.SubscriberNum = &a.SubscriberNum
-	}
-	if base&fIntroduction != 0 {
-		it.Introduction = &a.Introduction
-	}
-	if base&fFaceURL != 0 {
-		it.FaceURL = &a.FaceURL
-	}
-	if base&fOrganization != 0 {
-		it.Organization = &a.Organization
-	}
-	if base&fCustomString != 0 {
-		it.CustomString = &a.CustomString
-	}
-	si := &selfInfo{}
-	if self&sSubscribeTime != 0 {
-		si.SubscribeTime = &e.subscribeTime
-	}
-	if self&sCustomString != 0 {
-		si.CustomString = &e.customString
-	}
-	it.SelfInfo = si
-	return it
 }
