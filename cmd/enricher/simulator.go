@@ -54,6 +54,9 @@ func simulatorCommand() *cli.Command {
 			&cli.DurationFlag{Name: "slow-delay", Value: 10 * time.Second, Usage: "extra delay of slow calls", Sources: cli.EnvVars("SIMULATOR_SLOW_DELAY")},
 		},
 		Action: runSimulator,
+		OnUsageError: func(_ context.Context, _ *cli.Command, err error, _ bool) error {
+			return usageError{err}
+		},
 	}
 }
 
