@@ -23,7 +23,7 @@ type Faults struct {
 	// admitted call answers ErrorCode 10004 or 20005 (internal server errors).
 	P502, P10004, P20005 float64
 	// OutageFor makes every call fail with HTTP 502 for this long, counted
-	// from when the faults are set.
+	// from when the faults are set. Simulator.Faults reports what remains.
 	OutageFor time.Duration
 	// SlowProbability is the probability that a call is delayed by an
 	// extra SlowDelay before it is answered normally: a response slower than
@@ -172,8 +172,9 @@ func (s *Simulator) serveGetFaults(w http.ResponseWriter, _ *http.Request) {
 }
 
 // servePostFaults answers POST /faults: the JSON body is merged into the
-// current faults (see Faults.UnmarshalJSON); the answer is the result.
-// An outage in the body starts now.
+// current faults (see Faults.UnmarshalJSON); the answer is the result. An
+// OutageFor in the body starts an outage now; a body without one leaves a
+// running outage alone.
 func (s *Simulator) servePostFaults(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFaultsBody))
 	if err != nil {
@@ -181,16 +182,16 @@ func (s *Simulator) servePostFaults(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.faultsMu.Lock()
-	f, err := decodeFaults(s.faults, body)
+	f, err := decodeFaults(s.faults, body) // s.faults.OutageFor is always 0
 	if err == nil {
-		s.setFaultsLocked(f)
+		s.setFaultsLocked(f, true)
 	}
 	s.faultsMu.Unlock()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	writeJSON(w, http.StatusOK, s.Faults())
 }
 
 // sleep waits for d or until ctx is done; it reports whether d elapsed.

@@ -298,3 +298,41 @@ func TestSetFaultsWhileServing(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+func TestOutageKnob(t *testing.T) {
+	e := newEnv(t, nil)
+	if status, b := e.do(t, http.MethodPost, "/faults", `{"OutageFor":"10s"}`); status != http.StatusOK || !strings.Contains(string(b), `"OutageFor":"10s"`) {
+		t.Fatalf("HTTP %d %s", status, b)
+	}
+	e.clock.Add(4 * time.Second)
+	if got := e.srv.Faults().OutageFor; got != 6*time.Second {
+		t.Fatalf("remaining outage %v", got)
+	}
+	// Another knob leaves the outage running, without restarting it.
+	if status, _ := e.do(t, http.MethodPost, "/faults", `{"P20005":0.5}`); status != http.StatusOK {
+		t.Fatal(status)
+	}
+	if got := e.srv.Faults().OutageFor; got != 6*time.Second {
+		t.Fatalf("remaining outage %v after another knob", got)
+	}
+	e.clock.Add(6 * time.Second)
+	if got := e.srv.Faults().OutageFor; got != 0 {
+		t.Fatalf("remaining outage %v after the end", got)
+	}
+	if status, _ := e.do(t, http.MethodPost, "/faults", `{"P20005":0}`); status != http.StatusOK {
+		t.Fatal(status)
+	}
+	if status, _ := e.post(t, e.params(), userBody("alice")); status != http.StatusOK {
+		t.Fatalf("a knob restarted the outage: HTTP %d", status)
+	}
+	// SetFaults without OutageFor ends an outage.
+	if err := e.srv.SetFaults(Faults{OutageFor: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SetFaults(Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := e.post(t, e.params(), userBody("alice")); status != http.StatusOK {
+		t.Fatalf("HTTP %d after SetFaults(Faults{})", status)
+	}
+}

@@ -132,7 +132,7 @@ func New(cfg Config) (*Simulator, error) {
 		stats:   newRecorder(cfg.Now(), cfg.Rate),
 		dice:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0xa076_1d64_78bd_642f)),
 	}
-	s.setFaultsLocked(cfg.Faults)
+	s.setFaultsLocked(cfg.Faults, false)
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+Path, s.serveAPI)
@@ -153,25 +153,31 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Se
 // Dataset returns the data the simulator serves.
 func (s *Simulator) Dataset() *Dataset { return s.data }
 
-// SetFaults replaces the injected faults; an OutageFor starts now. It
-// returns an error, and changes nothing, when f is invalid.
+// SetFaults replaces the injected faults: an OutageFor starts an outage
+// now, none ends a running one. It returns an error, and changes nothing,
+// when f is invalid.
 func (s *Simulator) SetFaults(f Faults) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
 	s.faultsMu.Lock()
-	s.setFaultsLocked(f)
+	s.setFaultsLocked(f, false)
 	s.faultsMu.Unlock()
 	return nil
 }
 
-func (s *Simulator) setFaultsLocked(f Faults) {
+// setFaultsLocked installs f. An OutageFor starts an outage now; without
+// one, a running outage continues when keepOutage is set and ends otherwise.
+func (s *Simulator) setFaultsLocked(f Faults, keepOutage bool) {
 	f.ForceCode = cloneCodes(f.ForceCode)
-	s.faults = f
-	s.outageUntil = time.Time{}
-	if f.OutageFor > 0 {
+	switch {
+	case f.OutageFor > 0:
 		s.outageUntil = s.now().Add(f.OutageFor)
+	case !keepOutage:
+		s.outageUntil = time.Time{}
 	}
+	f.OutageFor = 0 // the outage lives in outageUntil
+	s.faults = f
 }
 
 func cloneCodes(m map[string]int) map[string]int {
@@ -187,12 +193,14 @@ func cloneCodes(m map[string]int) map[string]int {
 	return out
 }
 
-// Faults returns the injected faults.
+// Faults returns the injected faults; OutageFor is what remains of a
+// running outage.
 func (s *Simulator) Faults() Faults {
 	s.faultsMu.RLock()
 	defer s.faultsMu.RUnlock()
 	f := s.faults
 	f.ForceCode = cloneCodes(f.ForceCode)
+	f.OutageFor = max(0, s.outageUntil.Sub(s.now()))
 	return f
 }
 
@@ -249,6 +257,16 @@ func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time
 	if bodyErr != nil && ctx.Err() != nil {
 		return outcomeAbandoned
 	}
+	var (
+		req pageRequest
+		bad *badRequest
+	)
+	if bodyErr == nil {
+		req, bad = decodeRequest(body)
+		if req.user != "" { // attributed whatever happens next
+			s.stats.user(req.user)
+		}
+	}
 	s.faultsMu.RLock()
 	f, outageUntil := s.faults, s.outageUntil // ForceCode is never mutated in place
 	s.faultsMu.RUnlock()
@@ -284,10 +302,6 @@ func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time
 	if bodyErr != nil {
 		writeFail(w, CodeInvalidPacket, "invalid request packet: body unreadable or above 1 MiB")
 		return CodeInvalidPacket
-	}
-	req, bad := decodeRequest(body)
-	if req.user != "" {
-		s.stats.user(req.user)
 	}
 	if bad != nil {
 		writeFail(w, bad.code, bad.info)

@@ -34,8 +34,9 @@ type Stats struct {
 	MaxPerSecond int
 	// RateLimit is the configured calls per trailing second (<= 0: none).
 	RateLimit int
-	// PerUser counts calls per Subscriber_Account, for every call whose
-	// body named one (whatever its outcome after that).
+	// PerUser counts calls per Subscriber_Account: every call whose body
+	// named one, whatever its outcome (faults, UserSig failures, the
+	// frequency limit included); ByCode tells the outcomes apart.
 	PerUser map[string]int
 	// PerSecond[i] is the number of calls that arrived in the second that
 	// begins at Start + i seconds. At most the last hour is kept.

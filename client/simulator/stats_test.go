@@ -155,3 +155,20 @@ func TestServerCloseAbortsCallsInFlight(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestStatsPerUserCountsEveryOutcome(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Rate = 1 })
+	e.call(t, userBody("alice")) // OK
+	e.call(t, userBody("alice")) // frequency limit
+	q := e.params()
+	q.Set("usersig", "bad")
+	e.callWith(t, q, userBody("alice")) // UserSig
+	if err := e.srv.SetFaults(Faults{P502: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.post(t, e.params(), userBody("alice")) // 502
+	st := e.srv.Stats()
+	if st.PerUser["alice"] != 4 || st.ByCode[0] != 1 || st.ByCode[CodeRateLimited] != 1 || st.ByCode[CodeSigInvalid] != 1 || st.ByCode[502] != 1 {
+		t.Fatalf("PerUser %v ByCode %v", st.PerUser, st.ByCode)
+	}
+}
