@@ -13,7 +13,8 @@
 // /stats (reset), GET /faults and POST /faults (merge a JSON Faults), and
 // GET /healthz.
 //
-// Order of checks for a call, each stopping the call with its answer:
+// Order of checks for a call, each stopping the call with its answer (the
+// body is read and its Subscriber_Account counted in Stats.PerUser first):
 //  1. injected latency, outage (502), P502 (502), slow answer;
 //  2. URL parameters: contenttype=json (60002), random a uint32 (60002),
 //     sdkappid present (60012), a number (60002) and the app's (70020),
@@ -24,9 +25,28 @@
 //  5. the body (20001, 6017), then Faults.ForceCode for the user;
 //  6. the user's data (130004, or a page).
 //
-// The frequency limit is per app, so it applies to calls that passed
-// authentication; every such call counts in the window, the ones it refuses
-// included (the service counts attempts, retries and extra pages too).
+// # Frequency limit
+//
+// Config.Rate calls (default 200, the spec's maximum) are allowed in any
+// trailing second: a call at t is refused when Rate calls arrived in
+// (t-1s, t]. The answer is ErrorCode 60007, the reference table's "call
+// frequency over the limit" code that Tencent documents as "REST API call
+// frequency exceeds the limit" (60011 is the whole-app limit, 60018/60019
+// are generic "too frequent" codes). The limit is per app, so it applies to
+// calls that passed authentication; every such call counts in the window,
+// the ones it refuses included, because the service counts attempts
+// (retries and extra pages are calls too): a client that keeps sending
+// while limited stays limited. A negative Rate disables the limit, for
+// tests and benchmarks that need more. Stats.MaxPerSecond counts every
+// arrival whatever its outcome, so a bursting client is visible even when
+// the limit is off.
+//
+// # Data
+//
+// Generate derives users from a seed on demand: UserID(i) for i in [0,
+// Users) exist except a deterministic GenConfig.UnknownShare of them;
+// every other ID is unknown (130004). Dataset.Known and
+// Dataset.SubscriptionCount let tests compute the expected pages.
 package simulator
 
 import (
