@@ -41,6 +41,7 @@ func newApp() *cli.Command {
 		Usage: "enrich Kafka user events with Tencent Cloud Chat official-account subscriptions",
 		Commands: []*cli.Command{
 			versionCommand(),
+			simulatorCommand(),
 			benchCommand(),
 		},
 		// Flag and argument parse errors are configuration errors.
