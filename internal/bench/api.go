@@ -1,12 +1,24 @@
 package bench
 
 import (
-	"strconv"
+	"fmt"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/client/simulator"
 )
 
+// The simulated app's dev-only credentials (used in dev and tests only).
+const (
+	devAppID  = 1400000001
+	devAdmin  = "administrator"
+	devSecret = "dev-only-secret-key"
+)
+
+// pageLimit is the client's default page size: the most accounts per call.
+const pageLimit = 200
+
 // userID names generated user i the way the simulator's dataset does.
-func userID(i int) string { return "user-" + strconv.Itoa(i) }
+func userID(i int) string { return simulator.UserID(i) }
 
 // apiSettings configures the simulated Tencent API of a processor scenario.
 type apiSettings struct {
@@ -15,15 +27,68 @@ type apiSettings struct {
 	users           int           // the dataset knows userID(0..users-1)
 }
 
-// apiServer is the simulated API as the runner uses it.
-type apiServer interface {
-	URL() string
-	Close() error
-	// calls is what the call watch saw.
-	calls() callSpan
-	// result summarises the calls served for the users of seq.
-	result(budget int, seq []int32) *APIResult
+// simAPI is the simulator of a processor scenario, served on loopback
+// behind a callWatch.
+type simAPI struct {
+	sim   *simulator.Simulator
+	watch *callWatch
+	srv   *loopbackServer
 }
 
-// startAPI starts the simulated API; nil while this build has no simulator.
-var startAPI func(apiSettings) (apiServer, error)
+// startAPI starts the simulator with a generated dataset of set.users users
+// (with the generator's defaults: a share of unknown users and a share with
+// more than one page of subscriptions) and a latency of set.latency ±
+// set.jitter per call.
+func startAPI(set apiSettings) (*simAPI, error) {
+	sim, err := simulator.New(simulator.Config{
+		SDKAppID: devAppID, Admin: devAdmin, SecretKey: devSecret,
+		Rate:    set.rate,
+		Dataset: simulator.Generate(simulator.GenConfig{Seed: 1, Users: set.users}),
+		Faults:  simulator.Faults{Latency: set.latency - set.jitter, Jitter: 2 * set.jitter},
+		Seed:    1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	w := &callWatch{next: sim}
+	srv, err := serveLoopback(w)
+	if err != nil {
+		return nil, err
+	}
+	return &simAPI{sim: sim, watch: w, srv: srv}, nil
+}
+
+// URL is the simulator's base URL.
+func (a *simAPI) URL() string { return a.srv.url }
+
+// Close stops serving.
+func (a *simAPI) Close() error { return a.srv.Close() }
+
+// result summarises the calls the simulator served for the users of seq.
+func (a *simAPI) result(budget int, seq []int32) *APIResult {
+	st := a.sim.Stats()
+	res := &APIResult{
+		Budget:          budget,
+		Calls:           st.Total,
+		CallsPerSec:     a.watch.span().rate(),
+		MaxPerSecond:    st.MaxPerSecond,
+		FrequencyErrors: st.ByCode[simulator.CodeRateLimited],
+		ByCode:          st.ByCode,
+	}
+	data := a.sim.Dataset()
+	seen := map[int32]bool{}
+	for _, u := range seq {
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		if n := data.SubscriptionCount(userID(int(u))); n > pageLimit {
+			res.ExtraPages += (n+pageLimit-1)/pageLimit - 1
+		}
+	}
+	if budget > 0 {
+		res.BudgetRatio = res.CallsPerSec / float64(budget)
+		res.IdealSeconds = float64(len(seen)+res.ExtraPages) / float64(budget)
+	}
+	return res
+}

@@ -181,11 +181,8 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
 		Rate: float64(r.cfg.Rate), ProfileDir: r.cfg.ProfileDir,
 	}
-	var api apiServer
+	var api *simAPI
 	if s.Workload == WorkloadProcessor {
-		if startAPI == nil {
-			return errors.New("the processor workload is not available in this build")
-		}
 		api, err = startAPI(apiSettings{rate: r.cfg.Rate, latency: r.cfg.Latency, jitter: r.cfg.Jitter, users: maxUser(seq) + 1})
 		if err != nil {
 			return err
@@ -225,7 +222,7 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 		// Once the last API call is answered every user is cached: the
 		// rest of the run shows the cache-hit path alone.
 		// Fewer than minCachedShare of the events is too short a window.
-		if last := api.calls().lastEnd; !last.IsZero() && last.Before(end) {
+		if last := api.watch.span().lastEnd; !last.IsZero() && last.Before(end) {
 			if n := arrivedAfter(arrivals, last); float64(n) >= minCachedShare*float64(s.Events) {
 				res.CachedShare = float64(n) / float64(s.Events)
 				res.CachedEventsPerSec = float64(n) / end.Sub(last).Seconds()
