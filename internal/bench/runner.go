@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -277,7 +278,7 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 	if _, err := stdin.Write(append(line, '\n')); err != nil {
 		stdin.Close()
 		cmd.Wait()
-		return nil, fmt.Errorf("child: send job: %w (stderr: %s)", err, stderr)
+		return nil, fmt.Errorf("child: send job: %w (child: %s)", err, stderr.lastLine())
 	}
 
 	msgs := make(chan childMessage, 2)
@@ -336,7 +337,10 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 		run.cpu = seconds(ru.Utime) + seconds(ru.Stime)
 	}
 	if werr != nil && runErr == nil {
-		runErr = fmt.Errorf("child: %w (stderr: %s)", werr, stderr)
+		runErr = fmt.Errorf("child: %w", werr)
+	}
+	if runErr != nil && stderr.lastLine() != "" {
+		runErr = fmt.Errorf("%w (child: %s)", runErr, stderr.lastLine())
 	}
 	return run, runErr
 }
@@ -394,4 +398,8 @@ func (t *tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tail) String() string { return string(t.buf) }
+// lastLine is the last non-empty line written.
+func (t *tail) lastLine() string {
+	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
