@@ -74,6 +74,7 @@ func (a *simAPI) result(budget int, seq []int32) *APIResult {
 		MaxPerSecond:    st.MaxPerSecond,
 		FrequencyErrors: st.ByCode[simulator.CodeRateLimited],
 		ByCode:          st.ByCode,
+		PerSecond:       st.PerSecond,
 	}
 	data := a.sim.Dataset()
 	seen := map[int32]bool{}

@@ -114,6 +114,9 @@ type APIResult struct {
 	FrequencyErrors int `json:"frequency_errors"`
 	// ByCode counts calls by response error code (0 = success).
 	ByCode map[int]int `json:"by_code,omitempty"`
+	// PerSecond counts the calls that arrived in each wall-clock second
+	// from the simulator's start.
+	PerSecond []int `json:"per_second,omitempty"`
 	// ExtraPages is how many calls beyond one per distinct user the data
 	// requires (users with more accounts than fit one page).
 	ExtraPages int `json:"extra_pages"`
