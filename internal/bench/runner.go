@@ -316,7 +316,8 @@ func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*chil
 			}
 		case <-ctx.Done():
 			_, got := watch.snapshot()
-			runErr = fmt.Errorf("%d of %d records after %v: %w", got, j.Scenario.Events, r.cfg.Timeout, ctx.Err())
+			elapsed := time.Since(run.started)
+			runErr = fmt.Errorf("%d of %d records after %v (%.0f events/s): %w", got, j.Scenario.Events, elapsed.Round(time.Second), float64(got)/elapsed.Seconds(), ctx.Err())
 		}
 	}
 	stdin.Close() // stops the child
