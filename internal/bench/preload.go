@@ -19,7 +19,7 @@ const (
 // preload produces the events of s (keyed by user, timestamped now) into
 // topic and returns when the broker has acknowledged all of them. It is not
 // part of any measured time.
-func preload(ctx context.Context, broker, topic string, s Scenario, seq []int32, userID func(int) string) error {
+func preload(ctx context.Context, broker, topic string, s Scenario, seq []int32) error {
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(broker),
 		Topic:        topic,

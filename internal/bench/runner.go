@@ -172,11 +172,7 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	defer b.Close()
 
 	seq := userSequence(s)
-	if !s.Distinct() {
-		res.DistinctUsers = distinctUsers(seq)
-	} else {
-		res.DistinctUsers = len(seq)
-	}
+	res.DistinctUsers = distinctUsers(seq)
 	j := job{
 		Scenario: s, Brokers: []string{b.Addr()},
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
@@ -193,7 +189,7 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	}
 
 	t0 := time.Now()
-	if err := preload(ctx, b.Addr(), inputTopic, s, seq, userID); err != nil {
+	if err := preload(ctx, b.Addr(), inputTopic, s, seq); err != nil {
 		return err
 	}
 	res.PreloadSeconds = time.Since(t0).Seconds()
@@ -212,6 +208,9 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	if end.IsZero() {
 		return fmt.Errorf("only %d of %d records reached the output topics", total, s.Events)
 	}
+	// Every event was preloaded before the workload started, so an event's
+	// latency (from its timestamp or the start, whichever is later) is the
+	// time from the start to its output record's arrival.
 	res.Seconds = end.Sub(run.started).Seconds()
 	res.EventsPerSec = float64(s.Events) / res.Seconds
 	res.FirstOutputMS, res.LatencyP50MS, res.LatencyP99MS = ms(at[0].Sub(run.started)), ms(at[1].Sub(run.started)), ms(at[2].Sub(run.started))
@@ -221,8 +220,8 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	if api != nil {
 		res.API = api.result(r.cfg.Rate, seq)
 		// Once the last API call is answered every user is cached: the
-		// rest of the run shows the cache-hit path alone.
-		// Fewer than minCachedShare of the events is too short a window.
+		// rest of the run shows the cache-hit path alone (when it holds at
+		// least minCachedShare of the events).
 		if last := api.watch.span().lastEnd; !last.IsZero() && last.Before(end) {
 			if n := arrivedAfter(arrivals, last); float64(n) >= minCachedShare*float64(s.Events) {
 				res.CachedShare = float64(n) / float64(s.Events)
