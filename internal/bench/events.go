@@ -51,7 +51,7 @@ func appendEvent(b []byte, scenario string, i int, user string, at time.Time) []
 	b = strconv.AppendInt(b, int64(i), 10)
 	b = append(b, `","user_id":"`...)
 	b = append(b, user...)
-	b = append(b, `","type":"message.sent","occurred_at":"`...)
+	b = append(b, `","type":"message_sent","ts":"`...)
 	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `"}`...)
 	return b
