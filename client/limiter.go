@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -14,13 +15,20 @@ import (
 // beyond the retry deadline; the reservation is given back.
 var errWaitPastDeadline = errors.New("limiter slot past the retry deadline")
 
-// limiter spaces calls so that no trailing one-second window ever holds more
-// than maxRate+1 of them, where maxRate = RateSafety*Rate - 1, i.e. at most
-// RateSafety*Rate calls. It wraps a token bucket with burst 1: over any
-// interval of length T the bucket grants at most r*T + burst tokens.
+// limiter keeps every trailing one-second window within the app's budget.
+// Two mechanisms, both applied to every attempt and every page:
 //
-// On a frequency-limit answer it halves (RateDecrease) the rate at most once
-// per second and then lets it grow back linearly to maxRate over
+//   - pacing: a token bucket (golang.org/x/time/rate) with burst 1 at
+//     maxRate = RateSafety*Rate - 1. Over any interval of length T it grants
+//     at most maxRate*T + 1 calls, i.e. at most RateSafety*Rate per second.
+//   - a hard cap: a log of the last capacity = floor(RateSafety*Rate) send
+//     times. A call may go only when the send capacity calls ago lies a full
+//     second in the past. The bucket alone bounds reservation times, but a
+//     goroutine that wakes late (scheduler, GC) sends later than reserved and
+//     can bunch with punctual ones; the log bounds the actual send times.
+//
+// On a frequency-limit answer it lowers the bucket rate by RateDecrease at
+// most once per second and then lets it grow back linearly to maxRate over
 // RateRecoverAfter (additive increase, multiplicative decrease). Safe for
 // concurrent use.
 type limiter struct {
@@ -34,6 +42,8 @@ type limiter struct {
 	onChange      func(rate float64, reason string)
 
 	mu           sync.Mutex
+	sends        []time.Time // ring of the last len(sends) send times
+	next         int         // index of the oldest entry in sends
 	cur          float64
 	last         time.Time // time cur was last recomputed
 	lastDecrease time.Time
@@ -56,6 +66,7 @@ func newLimiter(cfg Config) *limiter {
 		l.recoverPerSec = maxRate * 1e9 // recover at once
 	}
 	l.lim = rate.NewLimiter(rate.Limit(maxRate), 1)
+	l.sends = make([]time.Time, max(1, int(math.Floor(cfg.RateSafety*cfg.Rate))))
 	return l
 }
 
@@ -117,18 +128,21 @@ func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	// Reserve under the lock: rate.Limiter credits tokens for the time
+	// between reservations, and timestamps taken outside a lock reach it out
+	// of order under contention, which it counts twice (a burst above the
+	// rate). Taking time.Now() and reserving atomically keeps them monotonic.
 	l.mu.Lock()
 	l.recoverLocked(l.now())
-	l.mu.Unlock()
-
 	start := time.Now()
 	res := l.lim.ReserveN(start, 1)
+	l.mu.Unlock()
 	if !res.OK() {
 		return 0, errors.New("client: limiter refused reservation") // burst 1 >= n 1: cannot happen
 	}
 	delay := res.DelayFrom(start)
 	if delay == 0 {
-		return 0, nil
+		return l.acquireSlot(ctx, deadline, start)
 	}
 	if !deadline.IsZero() && start.Add(delay).After(deadline) {
 		res.Cancel()
@@ -139,12 +153,40 @@ func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, 
 		return 0, fmt.Errorf("client: rate limiter slot lies past the context deadline: %w", context.DeadlineExceeded)
 	}
 	t := time.NewTimer(delay)
-	defer t.Stop()
 	select {
 	case <-t.C:
-		return time.Since(start), nil
 	case <-ctx.Done():
+		t.Stop()
 		res.Cancel()
 		return time.Since(start), ctx.Err()
+	}
+	return l.acquireSlot(ctx, deadline, start)
+}
+
+// acquireSlot records a send in the log, first waiting until the send
+// len(sends) calls ago is at least a second old.
+func (l *limiter) acquireSlot(ctx context.Context, deadline, start time.Time) (time.Duration, error) {
+	for {
+		l.mu.Lock()
+		now := time.Now()
+		oldest := l.sends[l.next]
+		if oldest.IsZero() || now.Sub(oldest) >= time.Second {
+			l.sends[l.next] = now
+			l.next = (l.next + 1) % len(l.sends)
+			l.mu.Unlock()
+			return now.Sub(start), nil
+		}
+		wait := time.Second - now.Sub(oldest)
+		l.mu.Unlock()
+		if !deadline.IsZero() && now.Add(wait).After(deadline) {
+			return now.Sub(start), errWaitPastDeadline
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return time.Since(start), ctx.Err()
+		}
 	}
 }

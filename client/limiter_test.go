@@ -1,0 +1,243 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+var limiterDuration = flag.Duration("limiter.duration", 3*time.Second,
+	"how long TestLimiterServerSideTrailingSecond runs at full load")
+
+// TestLimiterServerSideTrailingSecond runs 64 concurrent callers walking
+// multi-page lists (with some transient failures, so retries happen too)
+// against a server that records arrival times and answers 60007 above the
+// limit, like the real one. The server must never see more than Rate calls
+// in any trailing second.
+func TestLimiterServerSideTrailingSecond(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for several seconds")
+	}
+	const limit = 200
+	var (
+		mu        sync.Mutex
+		arrivals  []time.Time
+		throttled atomic.Int64
+	)
+	f := newFake(t, func(n int, r seenRequest) (int, any) {
+		mu.Lock()
+		arrivals = append(arrivals, r.At)
+		inWindow := 0
+		for i := len(arrivals) - 1; i >= 0 && r.At.Sub(arrivals[i]) < time.Second; i-- {
+			inWindow++
+		}
+		mu.Unlock()
+		if inWindow > limit {
+			throttled.Add(1)
+			return 200, errBody(CodeFrequencyLimit)
+		}
+		if n%50 == 0 {
+			return 502, "bad gateway" // retried: must count too
+		}
+		// Three pages per user.
+		switch r.Body.Offset {
+		case 0:
+			return 200, okBody(3, 0, 1, account("@TOA#_a"))
+		case 1:
+			return 200, okBody(3, 0, 2, account("@TOA#_b"))
+		default:
+			return 200, okBody(3, 1, 0, account("@TOA#_c"))
+		}
+	})
+	cfg := testConfig(f.URL)
+	cfg.Rate = limit
+	c := newTestClient(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), *limiterDuration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var done, failed atomic.Int64
+	for w := range 64 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				_, err := c.GetAll(ctx, "user-"+strconv.Itoa(w)+"-"+strconv.Itoa(i))
+				switch {
+				case err == nil:
+					done.Add(1)
+				case Classify(err) != ClassCanceled:
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	mu.Lock()
+	ts := append([]time.Time(nil), arrivals...)
+	mu.Unlock()
+	peak := maxInTrailingSecond(ts)
+	elapsed := limiterDuration.Seconds()
+	t.Logf("server saw %d calls in %.1fs (%.1f/s), max %d in any trailing second (limit %d, effective limiter rate %.2f+burst 1); %d lists, %d failed, %d throttled",
+		len(ts), elapsed, float64(len(ts))/elapsed, peak, limit, c.lim.maxRate, done.Load(), failed.Load(), throttled.Load())
+	if peak > limit {
+		t.Errorf("server saw %d calls in one trailing second, limit %d", peak, limit)
+	}
+	if throttled.Load() != 0 {
+		t.Errorf("server throttled %d calls", throttled.Load())
+	}
+	// The limiter must not be trivially slow either: at full load the
+	// peak should be close to the configured rate.
+	if peak < limit*8/10 {
+		t.Errorf("peak %d calls/s is far below the configured %d: limiter too strict or test starved", peak, limit)
+	}
+}
+
+func TestLimiterEffectiveRate(t *testing.T) {
+	tests := []struct {
+		rate, safety float64
+		want         float64
+	}{
+		{200, 0.99, 197},
+		{200, 1, 199},
+		{100, 0.99, 98},
+		{10, 0.9, 8},
+	}
+	for _, tt := range tests {
+		cfg := validConfig()
+		cfg.Rate, cfg.RateSafety = tt.rate, tt.safety
+		l := newLimiter(cfg.withDefaults())
+		if math.Abs(l.maxRate-tt.want) > 1e-9 || float64(l.lim.Limit()) != l.maxRate || l.lim.Burst() != 1 {
+			t.Errorf("rate %g safety %g: limiter %g burst %d, want %g burst 1", tt.rate, tt.safety, float64(l.lim.Limit()), l.lim.Burst(), tt.want)
+		}
+		// The token-bucket bound for a 1s window: r*1s + burst.
+		if l.maxRate+1 > tt.rate*tt.safety+1e-9 {
+			t.Errorf("bound %g exceeds %g", l.maxRate+1, tt.rate*tt.safety)
+		}
+	}
+}
+
+func TestLimiterAIMD(t *testing.T) {
+	clk := newFakeClock()
+	cfg := validConfig()
+	cfg.Now = clk.Now
+	cfg.RateRecoverAfter = 10 * time.Second
+	l := newLimiter(cfg.withDefaults())
+	var changes []float64
+	l.onChange = func(r float64, _ string) { changes = append(changes, r) }
+	max := l.maxRate // 197
+
+	steps := []struct {
+		name     string
+		advance  time.Duration
+		throttle bool
+		want     float64
+	}{
+		{"start at max", 0, false, max},
+		{"throttled halves", 0, true, max / 2},
+		{"second answer of the same overload ignored", 500 * time.Millisecond, true, max/2 + max/10/2},
+		{"additive recovery", 2 * time.Second, false, max/2 + max/10*2.5},
+		{"throttled again", 0, true, (max/2 + max/10*2.5) / 2},
+		{"full recovery, capped", time.Minute, false, max},
+	}
+	for _, st := range steps {
+		clk.Advance(st.advance)
+		if st.throttle {
+			l.throttled()
+		}
+		got := l.current()
+		if math.Abs(got-st.want) > 1e-6 || math.Abs(float64(l.lim.Limit())-got) > 1e-6 {
+			t.Fatalf("%s: rate %g (limiter %g), want %g", st.name, got, float64(l.lim.Limit()), st.want)
+		}
+	}
+	if len(changes) != 2 {
+		t.Errorf("rate changes reported = %v", changes)
+	}
+	// The floor holds.
+	for range 20 {
+		clk.Advance(2 * time.Second)
+		l.throttled()
+	}
+	if l.current() < cfg.withDefaults().MinRate {
+		t.Errorf("rate %g below floor", l.current())
+	}
+}
+
+func TestLimiterWaitHonoursContext(t *testing.T) {
+	cfg := validConfig()
+	cfg.Rate = 2 // 0.98 calls/s: the second call waits about a second
+	l := newLimiter(cfg.withDefaults())
+	if _, err := l.wait(context.Background(), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Canceled while waiting: returns promptly with the context's error.
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { _, err := l.wait(ctx, time.Time{}); errc <- err }()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v", err)
+		}
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("wait did not return after cancel")
+	}
+
+	// A slot past the caller's deadline fails at once.
+	dctx, dcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer dcancel()
+	start := time.Now()
+	_, err := l.wait(dctx, time.Time{})
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 40*time.Millisecond {
+		t.Errorf("err = %v after %s", err, time.Since(start))
+	}
+
+	// A slot past the retry deadline fails at once and gives the slot back.
+	_, err = l.wait(context.Background(), time.Now().Add(10*time.Millisecond))
+	if !errors.Is(err, errWaitPastDeadline) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestLimiterStartsWithOneToken(t *testing.T) {
+	cfg := validConfig()
+	cfg.Rate = 11 // 9.89/s
+	l := newLimiter(cfg.withDefaults())
+	now := time.Now()
+	// Only one call may go at once, whatever the rate.
+	if !l.lim.AllowN(now, 1) || l.lim.AllowN(now, 1) {
+		t.Error("bucket holds more than one token")
+	}
+	_ = rate.Inf
+}
+
+// TestThrottledAnswerLowersRate: a 60007 answer lowers the client's rate
+// and the call is retried.
+func TestThrottledAnswerLowersRate(t *testing.T) {
+	f := newFake(t, func(n int, _ seenRequest) (int, any) {
+		if n == 1 {
+			return 200, errBody(CodeFrequencyLimit)
+		}
+		return 200, okBody(0, 1, 0)
+	})
+	c := newTestClient(t, testConfig(f.URL))
+	before := c.EffectiveRate()
+	if _, err := c.GetPage(context.Background(), PageRequest{SubscriberAccount: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.EffectiveRate(); after >= before*0.6 {
+		t.Errorf("rate %g -> %g, want about halved", before, after)
+	}
+	if f.calls() != 2 {
+		t.Errorf("calls = %d", f.calls())
+	}
+}
