@@ -16,7 +16,7 @@ import (
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultRate             = 200.0
-	DefaultRateSafety       = 0.99
+	DefaultRateSafety       = 0.97
 	DefaultPageLimit        = 200
 	MaxPageLimit            = 200
 	DefaultTimeout          = 5 * time.Second
