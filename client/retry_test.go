@@ -22,7 +22,7 @@ func TestBackoffDelay(t *testing.T) {
 		{3, 0.5, 300 * time.Millisecond, 100 * time.Millisecond, time.Second},
 		{4, 0, 400 * time.Millisecond, 100 * time.Millisecond, time.Second},
 		{10, 0, 500 * time.Millisecond, 100 * time.Millisecond, time.Second}, // capped
-		{60, 0.999999, time.Second, 100 * time.Millisecond, time.Second},       // no overflow
+		{60, 0.999999, time.Second, 100 * time.Millisecond, time.Second},     // no overflow
 	}
 	for _, tt := range tests {
 		b := backoff{base: tt.base, max: tt.capDelay, rand: func() float64 { return tt.rnd }}
