@@ -202,7 +202,8 @@ func TestMaxInTrailingSecond(t *testing.T) {
 		{at(0), 1},
 		{at(0, 999), 2},
 		{at(0, 1000), 1},
-		{at(1500, 0, 500, 999, 1000), 4},
+		{at(1500, 0, 500, 999, 1000), 3},
+		{at(0, 10, 20, 990, 995, 1000, 1005), 6},
 	}
 	for _, tt := range tests {
 		if got := maxInTrailingSecond(tt.ts); got != tt.want {

@@ -182,5 +182,9 @@ func (t *telemetry) rateChanged(r float64, reason string) {
 
 func (t *telemetry) sigRenewed(reason string) {
 	t.renewals.Add(context.Background(), 1, metric.WithAttributes(attrRenewReason.String(reason)))
-	t.log.Info("tencentchat client: UserSig generated", "reason", reason)
+	level := slog.LevelInfo
+	if reason == "initial" {
+		level = slog.LevelDebug
+	}
+	t.log.Log(context.Background(), level, "tencentchat client: UserSig generated", "reason", reason)
 }
