@@ -53,6 +53,11 @@ type Client struct {
 	tel      *telemetry
 	random   func() uint32
 	closed   atomic.Bool
+	// pauseEnd (unix nanos, 0 = none) is when the pause the server asked
+	// for with 70050 ends. No call is made before it; a 70050 for a call
+	// sent after it (with a fresh UserSig) is app-fatal.
+	pauseEnd atomic.Int64
+	sigPause time.Duration // the pause after 70050: one minute
 }
 
 // New validates cfg, applies defaults and returns a ready Client. It does
@@ -72,6 +77,7 @@ func New(cfg Config) (*Client, error) {
 		bo:       backoff{base: cfg.BackoffBase, max: cfg.BackoffMax},
 		tel:      newTelemetry(cfg),
 		random:   rand.Uint32,
+		sigPause: sigCheckRateLimitedPause,
 	}
 	if cfg.HTTPClient != nil {
 		hc := *cfg.HTTPClient
@@ -185,9 +191,13 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		// Never retry (or start) while the breaker is open.
+		// Never retry (or start) while the breaker is open or the server
+		// asked for a pause.
 		if c.br.state() == BreakerOpen {
 			return nil, &BreakerOpenError{RetryAfter: c.br.retryAfter(), Last: last}
+		}
+		if d := c.pauseLeft(); d > 0 {
+			return nil, &BreakerOpenError{RetryAfter: d, Last: last}
 		}
 		waited, err := c.lim.wait(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
@@ -201,8 +211,10 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 			return nil, err
 		}
 
+		sent := time.Now()
 		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, last)
 		if err == nil {
+			c.pauseEnd.Store(0) // the signature works again
 			return p, nil
 		}
 		if errors.Is(err, ErrBreakerOpen) || Classify(err) == ClassCanceled {
@@ -216,6 +228,20 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 			code = apiErr.Code
 		}
 		switch {
+		case code == CodeSigCheckRateLimited:
+			// 70050: re-sign and pause all calls for a minute; the same
+			// answer to a call sent after the pause is fatal.
+			pause, repeated := c.sigCheckFailed(sent)
+			if repeated {
+				apiErr.escalated = true
+				return nil, err
+			}
+			if pause > 0 {
+				if _, serr := c.sig.invalidate(usedSig); serr != nil {
+					return nil, serr
+				}
+			}
+			return nil, &BreakerOpenError{RetryAfter: c.pauseLeft(), Last: err}
 		case cl == ClassResign:
 			if resigned {
 				apiErr.escalated = true
@@ -252,6 +278,33 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 				t.Stop()
 				return nil, ctx.Err()
 			}
+		}
+	}
+}
+
+// pauseLeft returns how long the pause requested by 70050 still lasts.
+func (c *Client) pauseLeft() time.Duration {
+	end := c.pauseEnd.Load()
+	if end == 0 {
+		return 0
+	}
+	return time.Until(time.Unix(0, end))
+}
+
+// sigCheckFailed records a 70050 answer to a call sent at sent. It starts a
+// pause (returned as pause > 0) unless one is running already; it reports
+// repeated when the call was sent after an earlier pause had ended.
+func (c *Client) sigCheckFailed(sent time.Time) (pause time.Duration, repeated bool) {
+	for {
+		end := c.pauseEnd.Load()
+		if end != 0 && sent.UnixNano() >= end {
+			return 0, true
+		}
+		if end != 0 {
+			return 0, false // the same episode: another call started the pause
+		}
+		if c.pauseEnd.CompareAndSwap(0, time.Now().Add(c.sigPause).UnixNano()) {
+			return c.sigPause, false
 		}
 	}
 }

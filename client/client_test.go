@@ -151,7 +151,7 @@ func TestErrorBodiesAreNeverData(t *testing.T) {
 			case cl == ClassResign || code == CodeResponseJSONError:
 				wantCalls = 2 // one corrective retry, then fatal
 				if code == CodeSigCheckRateLimited {
-					wantCalls = 1 // the one-minute pause does not fit the retry deadline
+					wantCalls = 1 // 70050 pauses all calls instead (see Test70050PausesThenFatal)
 				} else if Classify(err) != ClassFatal {
 					t.Errorf("repeated %d classified %s, want fatal", code, Classify(err))
 				}

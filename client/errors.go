@@ -65,7 +65,7 @@ const (
 	ClassOK          Class = iota // success
 	ClassTransient                // network or server trouble: retry with backoff; counts toward the breaker
 	ClassRateLimited              // the server throttled us: slow down and retry
-	ClassResign                   // the UserSig was rejected: re-sign once and retry
+	ClassResign                   // the UserSig was rejected: the client re-signs once and retries; returned only when MaxAttempts left no room for that retry (treat as transient)
 	ClassPermanent                // this record cannot succeed (e.g. unknown user): do not retry, report per record
 	ClassFatal                    // every call will fail the same way: stop and fix the configuration
 	ClassCanceled                 // the caller canceled or its deadline passed
@@ -325,7 +325,9 @@ func (e *RetryDeadlineError) Error() string {
 // Unwrap returns the last attempt's error.
 func (e *RetryDeadlineError) Unwrap() error { return e.Last }
 
-// Classify maps any error returned by this package to its Class:
+// Classify maps any error returned by this package to its Class. It is
+// the one classifier that drives the client's retries and breaker and the
+// caller's decision per record:
 // nil is ClassOK; the caller's cancellation is ClassCanceled; *APIError uses
 // the reference table (CodeClass); transport failures and an open breaker are
 // ClassTransient; pagination and invalid-request errors are ClassPermanent.

@@ -29,7 +29,8 @@ func (b backoff) delay(attempt int) time.Duration {
 }
 
 // retryDelay is the wait before the next attempt after err of class cl:
-// a re-sign retries at once, except after 70050, which asks for a minute.
+// a re-sign retries at once; 70050 asks for a minute (the client returns
+// a BreakerOpenError with that wait rather than sleeping).
 func (b backoff) retryDelay(attempt int, cl Class, code int) time.Duration {
 	switch {
 	case code == CodeSigCheckRateLimited:

@@ -217,3 +217,58 @@ func TestUserSigRenewedByClock(t *testing.T) {
 		t.Fatalf("at 12h sig %q, want renewed", s)
 	}
 }
+
+// Test70050PausesThenFatal: 70050 re-signs and pauses every call for the
+// requested time (fast failures with the wait); a 70050 to a call sent
+// after the pause is app-fatal, while success clears the episode.
+func Test70050PausesThenFatal(t *testing.T) {
+	var answer atomic.Int64
+	answer.Store(CodeSigCheckRateLimited)
+	f := newFake(t, func(int, seenRequest) (int, any) {
+		if code := answer.Load(); code != 0 {
+			return 200, errBody(int(code))
+		}
+		return 200, okBody(0, 1, 0)
+	})
+	c := newTestClient(t, testConfig(f.URL))
+	c.sigPause = 150 * time.Millisecond
+	var g countingGen
+	c.sig.gen = g.gen
+	get := func() error {
+		_, err := c.GetPage(context.Background(), PageRequest{SubscriberAccount: "u"})
+		return err
+	}
+
+	err := get()
+	var boe *BreakerOpenError
+	if !errors.As(err, &boe) || boe.RetryAfter <= 0 || boe.RetryAfter > c.sigPause || Classify(err) != ClassTransient {
+		t.Fatalf("first 70050: %v", err)
+	}
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != CodeSigCheckRateLimited {
+		t.Fatalf("last error = %v", err)
+	}
+	if g.n.Load() != 2 {
+		t.Errorf("signatures = %d, want a re-sign", g.n.Load())
+	}
+	// During the pause: no calls reach the server.
+	if err := get(); !errors.Is(err, ErrBreakerOpen) || f.calls() != 1 {
+		t.Fatalf("during pause: %v, calls %d", err, f.calls())
+	}
+	// After the pause, the same answer again is fatal.
+	waitFor(t, 2*time.Second, func() bool { return c.pauseLeft() <= 0 })
+	err = get()
+	if !errors.As(err, &apiErr) || !apiErr.Escalated() || Classify(err) != ClassFatal || f.calls() != 2 {
+		t.Fatalf("repeated 70050: %v (calls %d)", err, f.calls())
+	}
+
+	// A success clears the episode: a later 70050 pauses again, not fatal.
+	answer.Store(0)
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	answer.Store(CodeSigCheckRateLimited)
+	if err := get(); !errors.Is(err, ErrBreakerOpen) {
+		t.Errorf("new episode: %v", err)
+	}
+}
