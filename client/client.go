@@ -152,7 +152,7 @@ func (c *Client) normalize(req PageRequest) (wireRequest, error) {
 // getPage runs the retry loop for one page; page is its 1-based number
 // within a GetAll walk (1 for GetPage).
 func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Page, err error) {
-	ctx, span := c.tel.tracer.Start(ctx, spanGetPage, trace.WithSpanKind(trace.SpanKindClient),
+	ctx, span := c.tel.tracer.Start(ctx, spanGetPage, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(attrPage.Int(page), attrOffset.Int64(int64(req.Offset))))
 	defer func() {
 		if err != nil {
@@ -214,7 +214,9 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		sent := time.Now()
 		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, last)
 		if err == nil {
-			c.pauseEnd.Store(0) // the signature works again
+			if end := c.pauseEnd.Load(); end != 0 && sent.UnixNano() >= end {
+				c.pauseEnd.CompareAndSwap(end, 0) // the signature works again
+			}
 			return p, nil
 		}
 		if errors.Is(err, ErrBreakerOpen) || Classify(err) == ClassCanceled {
