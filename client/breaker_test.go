@@ -181,3 +181,43 @@ func TestNoRetriesWhileOpen(t *testing.T) {
 		t.Errorf("server calls = %d, want 2", f.calls())
 	}
 }
+
+// TestBreakerHalfOpenAdmitsOnlyProbes: while the one probe is in flight,
+// other calls fail fast instead of piling onto a recovering server.
+func TestBreakerHalfOpenAdmitsOnlyProbes(t *testing.T) {
+	var healthy atomic.Bool
+	release := make(chan struct{})
+	f := newFake(t, func(int, seenRequest) (int, any) {
+		if !healthy.Load() {
+			return http.StatusServiceUnavailable, nil
+		}
+		<-release
+		return 200, okBody(0, 1, 0)
+	})
+	cfg := testConfig(f.URL)
+	cfg.MaxAttempts = 1
+	cfg.Breaker = BreakerConfig{Failures: 1, OpenFor: 50 * time.Millisecond, Probes: 1}
+	c := newTestClient(t, cfg)
+	ctx := context.Background()
+	if _, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"}); Classify(err) != ClassTransient {
+		t.Fatal(err)
+	}
+	healthy.Store(true)
+	waitFor(t, 2*time.Second, func() bool { return c.BreakerState() == BreakerHalfOpen })
+
+	probe := make(chan error, 1)
+	go func() { _, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"}); probe <- err }()
+	waitFor(t, 2*time.Second, func() bool { return f.calls() == 2 })
+	_, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"})
+	var boe *BreakerOpenError
+	if !errors.As(err, &boe) || boe.RetryAfter <= 0 {
+		t.Errorf("second call while probing: %v", err)
+	}
+	close(release)
+	if err := <-probe; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if c.BreakerState() != BreakerClosed || f.calls() != 2 {
+		t.Errorf("state %s, calls %d", c.BreakerState(), f.calls())
+	}
+}

@@ -73,7 +73,7 @@ func TestLimiterServerSideTrailingSecond(t *testing.T) {
 		t.Errorf("server throttled %d calls", rep.Throttled)
 	}
 	// Not trivially slow either: at full load the peak is near the rate.
-	if peak < limit*8/10 {
+	if peak < limit/2 {
 		t.Errorf("peak %d calls/s is far below the configured %d: limiter too strict or test starved", peak, limit)
 	}
 }
