@@ -72,7 +72,7 @@ func TestLimiterServerSideTrailingSecond(t *testing.T) {
 	if rep.Throttled != 0 {
 		t.Errorf("server throttled %d calls", rep.Throttled)
 	}
-	// Not trivially slow either: at full load the peak is near the rate.
+	// Not trivially slow either (a broken limiter or server sees far less).
 	if peak < limit/2 {
 		t.Errorf("peak %d calls/s is far below the configured %d: limiter too strict or test starved", peak, limit)
 	}
