@@ -20,6 +20,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -199,7 +200,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if d := c.pauseLeft(); d > 0 {
 			return nil, &BreakerOpenError{RetryAfter: d, Last: last}
 		}
-		waited, err := c.lim.wait(ctx, deadline)
+		waited, slot, err := c.lim.wait(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
 		if errors.Is(err, errWaitPastDeadline) {
 			if last == nil {
@@ -212,7 +213,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		}
 
 		sent := time.Now()
-		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, last)
+		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, last, slot)
 		if err == nil {
 			if end := c.pauseEnd.Load(); end != 0 && sent.UnixNano() >= end {
 				c.pauseEnd.CompareAndSwap(end, 0) // the signature works again
@@ -313,7 +314,8 @@ func (c *Client) sigCheckFailed(sent time.Time) (pause time.Duration, repeated b
 
 // attempt makes one HTTP call through the breaker, under its own span. It
 // returns the UserSig it used so that a rejection can invalidate exactly it.
-func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, deadline time.Time, waited time.Duration, last error) (*Page, string, error) {
+func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, deadline time.Time, waited time.Duration, last error, slot *sendSlot) (*Page, string, error) {
+	defer slot.cancel() // no-op once send marked the slot sent
 	ctx, span := c.tel.tracer.Start(ctx, spanAttempt, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
 			attrAttempt.Int(attempt),
@@ -333,7 +335,7 @@ func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, de
 	p, err := c.br.execute(func() (*Page, error) {
 		var p *Page
 		var err error
-		p, status, err = c.send(ctx, body, sig, attempt, deadline)
+		p, status, err = c.send(ctx, body, sig, attempt, deadline, slot)
 		return p, err
 	}, last)
 	c.tel.recordAttempt(ctx, span, err, status, time.Since(start))
@@ -364,13 +366,19 @@ func (c *Client) requestURL(sig string) string {
 // send performs one HTTP exchange. Errors are *APIError, *TransportError
 // (never net/http's *url.Error, whose text contains the URL) or the
 // caller's context error.
-func (c *Client) send(ctx context.Context, body []byte, sig string, attempt int, deadline time.Time) (*Page, int, error) {
+func (c *Client) send(ctx context.Context, body []byte, sig string, attempt int, deadline time.Time, slot *sendSlot) (*Page, int, error) {
 	timeout := min(c.cfg.Timeout, time.Until(deadline))
 	if timeout <= 0 {
 		timeout = time.Millisecond
 	}
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The call counts as sent for the rate limiter once the request is
+	// written, or at the latest when the exchange ends.
+	defer slot.sent()
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { slot.sent() },
+	})
 
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, c.requestURL(sig), bytes.NewReader(body))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func okBody(total, complete int, next uint64, accounts ...map[string]any) map[st
 
 // errBody is an error answer (HTTP 200 with ErrorCode).
 func errBody(code int) map[string]any {
-	return map[string]any{"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": "error " + http.StatusText(0)}
+	return map[string]any{"ActionStatus": "FAIL", "ErrorCode": code, "ErrorInfo": "error " + strconv.Itoa(code)}
 }
 
 func account(id string) map[string]any {

@@ -21,11 +21,15 @@ var errWaitPastDeadline = errors.New("limiter slot past the retry deadline")
 //   - pacing: a token bucket (golang.org/x/time/rate) with burst 1 at
 //     maxRate = RateSafety*Rate - 1. Over any interval of length T it grants
 //     at most maxRate*T + 1 calls, i.e. at most RateSafety*Rate per second.
-//   - a hard cap: a log of the last capacity = floor(RateSafety*Rate) send
-//     times. A call may go only when the send capacity calls ago lies a full
-//     second in the past. The bucket alone bounds reservation times, but a
-//     goroutine that wakes late (scheduler, GC) sends later than reserved and
-//     can bunch with punctual ones; the log bounds the actual send times.
+//   - a hard cap (sendWindow): a call is admitted only while the calls sent
+//     in the last second plus the calls admitted but not yet sent stay below
+//     capacity = floor(RateSafety*Rate). A call counts as sent when net/http
+//     reports the request written (or, failing that, when the exchange
+//     ends), i.e. no earlier than it reached the server. So even a goroutine
+//     that stalls between admission and writing (scheduler, GC, a starved
+//     process) cannot make calls bunch: for any one-second window, the last
+//     call admitted among those arriving in it saw all the others either in
+//     the log or pending.
 //
 // On a frequency-limit answer it lowers the bucket rate by RateDecrease at
 // most once per second and then lets it grow back linearly to maxRate over
@@ -41,9 +45,9 @@ type limiter struct {
 	recoverPerSec float64
 	onChange      func(rate float64, reason string)
 
+	window *sendWindow
+
 	mu           sync.Mutex
-	sends        []time.Time // ring of the last len(sends) send times
-	next         int         // index of the oldest entry in sends
 	cur          float64
 	last         time.Time // time cur was last recomputed
 	lastDecrease time.Time
@@ -66,7 +70,7 @@ func newLimiter(cfg Config) *limiter {
 		l.recoverPerSec = maxRate * 1e9 // recover at once
 	}
 	l.lim = rate.NewLimiter(rate.Limit(maxRate), 1)
-	l.sends = make([]time.Time, max(1, int(math.Floor(cfg.RateSafety*cfg.Rate))))
+	l.window = newSendWindow(max(1, int(math.Floor(cfg.RateSafety*cfg.Rate+1e-9))))
 	return l
 }
 
@@ -123,10 +127,11 @@ func (l *limiter) throttled() (float64, bool) {
 }
 
 // wait blocks until the next call may be sent, the context ends, or the slot
-// would lie past deadline (zero = none). It returns the time waited.
-func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, error) {
+// would lie past deadline (zero = none). It returns the time waited and the
+// admitted slot, which the caller must mark sent or cancel.
+func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, *sendSlot, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// Reserve under the lock: rate.Limiter credits tokens for the time
 	// between reservations, and timestamps taken outside a lock reach it out
@@ -138,55 +143,110 @@ func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, 
 	res := l.lim.ReserveN(start, 1)
 	l.mu.Unlock()
 	if !res.OK() {
-		return 0, errors.New("client: limiter refused reservation") // burst 1 >= n 1: cannot happen
+		return 0, nil, errors.New("client: limiter refused reservation") // burst 1 >= n 1: cannot happen
 	}
-	delay := res.DelayFrom(start)
-	if delay == 0 {
-		return l.acquireSlot(ctx, deadline, start)
-	}
-	if !deadline.IsZero() && start.Add(delay).After(deadline) {
-		res.Cancel()
-		return 0, errWaitPastDeadline
-	}
-	if d, ok := ctx.Deadline(); ok && start.Add(delay).After(d) {
-		res.Cancel() // the caller's deadline passes first: fail now
-		return 0, fmt.Errorf("client: rate limiter slot lies past the context deadline: %w", context.DeadlineExceeded)
-	}
-	t := time.NewTimer(delay)
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-		res.Cancel()
-		return time.Since(start), ctx.Err()
-	}
-	return l.acquireSlot(ctx, deadline, start)
-}
-
-// acquireSlot records a send in the log, first waiting until the send
-// len(sends) calls ago is at least a second old.
-func (l *limiter) acquireSlot(ctx context.Context, deadline, start time.Time) (time.Duration, error) {
-	for {
-		l.mu.Lock()
-		now := time.Now()
-		oldest := l.sends[l.next]
-		if oldest.IsZero() || now.Sub(oldest) >= time.Second {
-			l.sends[l.next] = now
-			l.next = (l.next + 1) % len(l.sends)
-			l.mu.Unlock()
-			return now.Sub(start), nil
+	if delay := res.DelayFrom(start); delay > 0 {
+		if !deadline.IsZero() && start.Add(delay).After(deadline) {
+			res.Cancel()
+			return 0, nil, errWaitPastDeadline
 		}
-		wait := time.Second - now.Sub(oldest)
-		l.mu.Unlock()
-		if !deadline.IsZero() && now.Add(wait).After(deadline) {
-			return now.Sub(start), errWaitPastDeadline
+		if d, ok := ctx.Deadline(); ok && start.Add(delay).After(d) {
+			res.Cancel() // the caller's deadline passes first: fail now
+			return 0, nil, fmt.Errorf("client: rate limiter slot lies past the context deadline: %w", context.DeadlineExceeded)
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return time.Since(start), ctx.Err()
+			res.Cancel()
+			return time.Since(start), nil, ctx.Err()
+		}
+	}
+	slot, err := l.window.admit(ctx, deadline)
+	return time.Since(start), slot, err
+}
+
+// sendWindow is the hard cap on calls per trailing second. Safe for
+// concurrent use.
+type sendWindow struct {
+	capacity int
+
+	mu      sync.Mutex
+	sent    []time.Time   // send times within the last second, oldest first
+	pending int           // admitted, not yet sent
+	freed   chan struct{} // closed and replaced when a pending slot is cancelled
+}
+
+func newSendWindow(capacity int) *sendWindow {
+	return &sendWindow{capacity: capacity, sent: make([]time.Time, 0, capacity), freed: make(chan struct{})}
+}
+
+// sendSlot is one admitted call. Exactly one of sent and cancel takes
+// effect; later calls are no-ops.
+type sendSlot struct {
+	w    *sendWindow
+	once sync.Once
+}
+
+// sent records the call as sent now.
+func (s *sendSlot) sent() { s.once.Do(func() { s.w.release(true) }) }
+
+// cancel gives the slot back: the call was not sent.
+func (s *sendSlot) cancel() { s.once.Do(func() { s.w.release(false) }) }
+
+func (w *sendWindow) release(record bool) {
+	w.mu.Lock()
+	w.pending--
+	if record {
+		w.sent = append(w.sent, time.Now())
+		w.mu.Unlock()
+		return
+	}
+	freed := w.freed
+	w.freed = make(chan struct{})
+	w.mu.Unlock()
+	close(freed)
+}
+
+// admit waits until a call may be admitted.
+func (w *sendWindow) admit(ctx context.Context, deadline time.Time) (*sendSlot, error) {
+	for {
+		w.mu.Lock()
+		now := time.Now()
+		expired := 0
+		for expired < len(w.sent) && now.Sub(w.sent[expired]) >= time.Second {
+			expired++
+		}
+		if expired > 0 {
+			w.sent = append(w.sent[:0], w.sent[expired:]...)
+		}
+		if len(w.sent)+w.pending < w.capacity {
+			w.pending++
+			w.mu.Unlock()
+			return &sendSlot{w: w}, nil
+		}
+		wait := time.Duration(-1) // only pending calls: wait for one to be sent or cancelled
+		if len(w.sent) > 0 {
+			wait = time.Second - now.Sub(w.sent[0])
+		}
+		freed := w.freed
+		w.mu.Unlock()
+
+		if wait < 0 {
+			wait = time.Millisecond // pending calls are sent within moments; re-check soon
+		}
+		if !deadline.IsZero() && now.Add(wait).After(deadline) {
+			return nil, errWaitPastDeadline
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-freed:
+			t.Stop()
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
 		}
 	}
 }

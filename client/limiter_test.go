@@ -64,8 +64,8 @@ func TestLimiterServerSideTrailingSecond(t *testing.T) {
 		handled[i] = time.Unix(0, ns)
 	}
 	elapsed := limiterDuration.Seconds()
-	t.Logf("server saw %d calls in %.1fs (%.1f/s), max %d in any trailing second by arrival (kernel timestamps: %v; %d by the time the server process handled them); limit %d; limiter: bucket %.2f/s burst 1, send log %d/s; %d lists, %d failed, %d throttled",
-		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, len(c.lim.sends), done.Load(), failed.Load(), rep.Throttled)
+	t.Logf("server saw %d calls in %.1fs (%.1f/s), max %d in any trailing second by arrival (kernel timestamps: %v; %d by the time the server process handled them); limit %d; limiter: bucket %.2f/s burst 1, send window %d/s; %d lists, %d failed, %d throttled",
+		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, c.lim.window.capacity, done.Load(), failed.Load(), rep.Throttled)
 	if peak > limit {
 		t.Errorf("server saw %d calls in one trailing second, limit %d", peak, limit)
 	}
@@ -152,14 +152,16 @@ func TestLimiterWaitHonoursContext(t *testing.T) {
 	cfg := validConfig()
 	cfg.Rate = 2 // 0.98 calls/s: the second call waits about a second
 	l := newLimiter(cfg.withDefaults())
-	if _, err := l.wait(context.Background(), time.Time{}); err != nil {
+	_, slot, err := l.wait(context.Background(), time.Time{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	slot.sent()
 
 	// Canceled while waiting: returns promptly with the context's error.
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { _, err := l.wait(ctx, time.Time{}); errc <- err }()
+	go func() { _, _, err := l.wait(ctx, time.Time{}); errc <- err }()
 	cancel()
 	select {
 	case err := <-errc:
@@ -174,15 +176,69 @@ func TestLimiterWaitHonoursContext(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer dcancel()
 	start := time.Now()
-	_, err := l.wait(dctx, time.Time{})
+	_, _, err = l.wait(dctx, time.Time{})
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 40*time.Millisecond {
 		t.Errorf("err = %v after %s", err, time.Since(start))
 	}
 
 	// A slot past the retry deadline fails at once and gives the slot back.
-	_, err = l.wait(context.Background(), time.Now().Add(10*time.Millisecond))
+	_, _, err = l.wait(context.Background(), time.Now().Add(10*time.Millisecond))
 	if !errors.Is(err, errWaitPastDeadline) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSendWindow: the hard cap counts calls admitted but not yet sent, so a
+// caller that stalls between admission and sending cannot let others
+// exceed the cap.
+func TestSendWindow(t *testing.T) {
+	w := newSendWindow(3)
+	ctx := context.Background()
+	var slots []*sendSlot
+	for range 3 {
+		s, err := w.admit(ctx, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slots = append(slots, s)
+	}
+	// Three admitted, none sent yet: a fourth must wait.
+	if _, err := w.admit(ctx, time.Now().Add(20*time.Millisecond)); !errors.Is(err, errWaitPastDeadline) {
+		t.Fatalf("fourth call with a deadline: %v", err)
+	}
+	qctx, qcancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	if s, err := w.admit(qctx, time.Time{}); err == nil {
+		t.Fatalf("fourth call admitted while three are pending: %v", s)
+	}
+	qcancel()
+
+	// Cancelling one frees its place at once.
+	admitted := make(chan *sendSlot, 1)
+	go func() {
+		s, err := w.admit(ctx, time.Time{})
+		if err != nil {
+			t.Error(err)
+		}
+		admitted <- s
+	}()
+	slots[0].cancel()
+	slots[0].sent() // no-op after cancel
+	fourth := <-admitted
+
+	// Once sent, the calls occupy the window for a full second.
+	slots[1].sent()
+	slots[2].sent()
+	fourth.sent()
+	fourth.sent() // no-op: counted once
+	_, err := w.admit(ctx, time.Now().Add(100*time.Millisecond))
+	if !errors.Is(err, errWaitPastDeadline) {
+		t.Fatalf("admit with three sent in the last second = %v, want errWaitPastDeadline", err)
+	}
+	w.mu.Lock()
+	n, pending := len(w.sent), w.pending
+	w.mu.Unlock()
+	if n != 3 || pending != 0 {
+		t.Errorf("window holds %d sent, %d pending; want 3, 0", n, pending)
 	}
 }
 
