@@ -53,16 +53,16 @@ type Config struct {
 	BaseURL string
 
 	// Rate is the app's call budget in calls per second (default 200, the
-	// API's limit). Every attempt and every page counts. The client never
-	// sends more than floor(RateSafety*Rate) calls in any trailing second:
-	// a send log enforces that cap on actual send times, and a token bucket
-	// (burst 1, rate RateSafety*Rate-1) spaces the calls evenly.
+	// API's limit). Every attempt and every page counts. The client admits
+	// a call only while the calls sent in the last second plus those
+	// admitted but not yet written stay below floor(RateSafety*Rate), and a
+	// token bucket (burst 1, rate RateSafety*Rate-1) spaces calls evenly.
 	Rate float64
 	// RateSafety is the share of Rate the client uses (default 0.97, in
-	// (0,1]). The server counts arrival times, which trail send times by a
-	// varying network and scheduling delay; the headroom (6 calls/s at the
-	// default rate, i.e. about 30 ms of differential delay) keeps bunched
-	// arrivals within the server's limit.
+	// (0,1]). The server counts arrival times, which trail write times by a
+	// varying network delay; the headroom (6 calls/s at the default rate,
+	// about 30 ms of differential delay) keeps bunched arrivals within the
+	// server's limit, which costs far less than a throttled answer.
 	RateSafety float64
 	// MinRate is the floor of the adaptive rate after throttling answers (default 1/s).
 	MinRate float64
