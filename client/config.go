@@ -57,6 +57,7 @@ type Config struct {
 	// a call only while the calls sent in the last second plus those
 	// admitted but not yet written stay below floor(RateSafety*Rate), and a
 	// token bucket (burst 1, rate RateSafety*Rate-1) spaces calls evenly.
+	// The budget is per Client: processes sharing one app must split it.
 	Rate float64
 	// RateSafety is the share of Rate the client uses (default 0.97, in
 	// (0,1]). The server counts arrival times, which trail write times by a
