@@ -24,12 +24,13 @@ var errWaitPastDeadline = errors.New("limiter slot past the retry deadline")
 //   - a hard cap (sendWindow): a call is admitted only while the calls sent
 //     in the last second plus the calls admitted but not yet sent stay below
 //     capacity = floor(RateSafety*Rate). A call counts as sent when net/http
-//     reports the request written (or, failing that, when the exchange
-//     ends), i.e. no earlier than it reached the server. So even a goroutine
-//     that stalls between admission and writing (scheduler, GC, a starved
-//     process) cannot make calls bunch: for any one-second window, the last
-//     call admitted among those arriving in it saw all the others either in
-//     the log or pending.
+//     reports the request written (httptrace WroteRequest, just before the
+//     transport flushes it to the socket) or, failing that, when the
+//     exchange ends. So a goroutine that stalls between admission and
+//     writing (scheduler, GC, a starved process) cannot make calls bunch:
+//     for any one-second window, the last call admitted among those sent in
+//     it saw all the others either in the log or pending. What remains is
+//     the delay from write to arrival, which RateSafety's headroom absorbs.
 //
 // On a frequency-limit answer it lowers the bucket rate by RateDecrease at
 // most once per second and then lets it grow back linearly to maxRate over
