@@ -21,6 +21,10 @@ const (
 	ClassNotObject     ErrorClass = "not_object"      // JSON, but not an object
 	ClassMissingUserID ErrorClass = "missing_user_id" // nothing (or null) at the user-id pointer
 	ClassInvalidUserID ErrorClass = "invalid_user_id" // user id is not a string, or empty
+
+	// ClassEnrichment: a per-record API failure outside the status table
+	// (an unlisted permanent code, a pagination that never completes).
+	ClassEnrichment ErrorClass = "enrichment_failed"
 )
 
 // DecodeError is the error of an input record that cannot be processed. It
