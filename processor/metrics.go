@@ -149,10 +149,10 @@ func (m *metrics) close() {
 // Stats is a snapshot of the processor's counters since start, for summary
 // lines and tests.
 type Stats struct {
-	In, Out, DLQ  int64                  // records fetched, enriched records and DLQ records published
+	In, Out, DLQ  int64                    // records fetched, enriched records and DLQ records published
 	ByStatus      map[schemas.Status]int64 // enriched records by status
 	DLQByClass    map[ErrorClass]int64     // DLQ records by class
-	InFlight      int64                  // fetched, not yet published
+	InFlight      int64                    // fetched, not yet published
 	CacheHits     int64
 	CacheMisses   int64
 	CacheHitRatio float64 // hits / (hits + misses); 0 before the first lookup
