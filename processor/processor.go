@@ -104,7 +104,6 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		out:    out,
 		tracer: tp.Tracer(instrumentationName),
 		prop:   otel.GetTextMapPropagator(),
-		pause:  newPauseGate(time.Now),
 		global: make(chan struct{}, cfg.MaxInFlight),
 		base:   base,
 		abort:  abort,
@@ -115,6 +114,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.met = newMetrics(cfg.MeterProvider, p)
+	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.met.nInFlight.Load() == 0 })
 	return p, nil
 }
 

@@ -178,41 +178,48 @@ func (c *Claim) stats() PartitionStats {
 	return ps
 }
 
-// pauseGate pauses fetching while the API is unavailable. Safe for
-// concurrent use.
+// pauseGate pauses fetching while the API is unavailable. In hold mode
+// (no UnavailableAfter) the pause lasts until an API call succeeds again;
+// meanwhile the waiting records are the probes, and when none is left in
+// flight one new record is let through to probe. Otherwise a pause lasts
+// for the wait the client advised. Safe for concurrent use.
 type pauseGate struct {
-	now    func() time.Time
-	mu     sync.Mutex
-	until  time.Time
-	wake   chan struct{} // closed by resume
-	pauses atomic.Int64
+	hold    bool
+	recheck time.Duration // hold mode: how often a waiting fetcher re-checks idleness
+	idle    func() bool   // hold mode: nothing is in flight
+	mu      sync.Mutex
+	down    bool
+	until   time.Time
+	wake    chan struct{} // closed by resume
+	pauses  atomic.Int64
 }
 
-func newPauseGate(now func() time.Time) *pauseGate {
-	return &pauseGate{now: now, wake: make(chan struct{})}
+func newPauseGate(hold bool, recheck time.Duration, idle func() bool) *pauseGate {
+	return &pauseGate{hold: hold, recheck: recheck, idle: idle, wake: make(chan struct{})}
 }
 
-// pauseFor pauses fetching for at least d from now.
+// pauseFor marks the API down, for at least d from now.
 func (g *pauseGate) pauseFor(d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	t := g.now().Add(d)
-	if !g.until.After(g.now()) {
+	now := time.Now()
+	if !g.down || (!g.hold && !g.until.After(now)) {
 		g.pauses.Add(1)
 	}
-	if t.After(g.until) {
+	g.down = true
+	if t := now.Add(d); t.After(g.until) {
 		g.until = t
 	}
 }
 
-// resume ends a pause early (the API answered again).
+// resume ends a pause (the API answered again).
 func (g *pauseGate) resume() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.until.IsZero() {
+	if !g.down {
 		return
 	}
-	g.until = time.Time{}
+	g.down, g.until = false, time.Time{}
 	close(g.wake)
 	g.wake = make(chan struct{})
 }
@@ -220,17 +227,24 @@ func (g *pauseGate) resume() {
 func (g *pauseGate) paused() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.until.After(g.now())
+	return g.down && (g.hold || g.until.After(time.Now()))
 }
 
-// wait returns when fetching is not paused, or with ctx's error.
+// wait returns when fetching may go on, or with ctx's error.
 func (g *pauseGate) wait(ctx context.Context) error {
 	for {
 		g.mu.Lock()
-		d := g.until.Sub(g.now())
-		wake := g.wake
+		down, d, wake := g.down, time.Until(g.until), g.wake
 		g.mu.Unlock()
-		if d <= 0 {
+		switch {
+		case !down:
+			return ctx.Err()
+		case g.hold:
+			if g.idle() {
+				return ctx.Err() // probe
+			}
+			d = g.recheck
+		case d <= 0:
 			return ctx.Err()
 		}
 		t := time.NewTimer(d)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,8 +185,8 @@ func TestClaimReleaseDropsWithoutPassingGaps(t *testing.T) {
 	}
 }
 
-func TestPauseGate(t *testing.T) {
-	g := newPauseGate(time.Now)
+func TestPauseGateTimed(t *testing.T) {
+	g := newPauseGate(false, time.Hour, nil)
 	if g.paused() {
 		t.Fatal("paused at start")
 	}
@@ -193,7 +194,7 @@ func TestPauseGate(t *testing.T) {
 	if !g.paused() || g.pauses.Load() != 1 {
 		t.Fatal("not paused")
 	}
-	g.pauseFor(time.Minute) // extends nothing, same pause
+	g.pauseFor(time.Minute) // same pause
 	if g.pauses.Load() != 1 {
 		t.Fatalf("pauses = %d", g.pauses.Load())
 	}
@@ -208,5 +209,42 @@ func TestPauseGate(t *testing.T) {
 	cancel()
 	if err := g.wait(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("wait = %v", err)
+	}
+	g.resume()
+	g.pauseFor(-time.Second) // already over
+	if g.paused() {
+		t.Fatal("paused after the advised wait")
+	}
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPauseGateHold: in hold mode the pause outlasts the advised wait while
+// records are in flight, lets one probe through when none is, and ends on
+// resume.
+func TestPauseGateHold(t *testing.T) {
+	var idle atomic.Bool
+	g := newPauseGate(true, time.Millisecond, idle.Load)
+	g.pauseFor(0)
+	if !g.paused() {
+		t.Fatal("hold-mode pause ended with its advised wait")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	err := g.wait(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait while records in flight = %v, want blocked", err)
+	}
+	idle.Store(true)
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	idle.Store(false)
+	done := make(chan error)
+	go func() { done <- g.wait(context.Background()) }()
+	g.resume()
+	if err := <-done; err != nil || g.paused() {
+		t.Fatalf("after resume: %v, paused %v", err, g.paused())
 	}
 }
