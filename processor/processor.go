@@ -211,12 +211,12 @@ func (p *Pipeline) newRecord(msg kafka.Message) *record {
 	return r
 }
 
-// process enriches and publishes r, then marks it done in the watermark.
+// process enriches and publishes r and reports whether it was published.
 // A record of a released claim or a failed pipeline is dropped: never
-// published, never done.
-func (p *Pipeline) process(c *Claim, r *record) {
+// published.
+func (p *Pipeline) process(c *Claim, r *record) bool {
 	if c.ctx.Err() != nil || p.Err() != nil {
-		return
+		return false
 	}
 	ctx := p.prop.Extract(c.ctx, (*HeaderCarrier)(&r.msg.Headers))
 	ctx, span := p.tracer.Start(ctx, "process "+r.msg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
@@ -256,7 +256,7 @@ func (p *Pipeline) process(c *Claim, r *record) {
 				p.fail(fe)
 			}
 			span.SetStatus(codes.Error, err.Error())
-			return
+			return false
 		default:
 			status = l.status
 			msg, err = p.outputMessage(r, l, cache)
@@ -265,7 +265,7 @@ func (p *Pipeline) process(c *Claim, r *record) {
 				// encoding cannot fail. Keep the record unpublished.
 				span.SetStatus(codes.Error, err.Error())
 				p.cfg.Logger.Error("encode failed", "topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", err)
-				return
+				return false
 			}
 		}
 	}
@@ -292,15 +292,15 @@ func (p *Pipeline) process(c *Claim, r *record) {
 	pspan.End()
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		return
+		return false
 	}
-	c.wm.done(r.msg.Offset)
 	now := time.Now()
 	if class != "" {
 		p.met.recordDLQ(ctx, class, r.msg.Time, r.fetched, now)
 	} else {
 		p.met.recordOut(ctx, status, r.msg.Time, r.fetched, now)
 	}
+	return true
 }
 
 // enrich looks the user up, waiting (with fetching paused) while the API is
@@ -374,6 +374,18 @@ func (p *Pipeline) Stats() Stats {
 	return s
 }
 
+// claimFor returns the live claim of partition, or nil.
+func (p *Pipeline) claimFor(partition int) *Claim {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.claims {
+		if c.partition == partition {
+			return c
+		}
+	}
+	return nil
+}
+
 func (p *Pipeline) partitionStats() []PartitionStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -420,6 +432,8 @@ func (p *Processor) RunSource(ctx context.Context, src Source) error {
 		defer close(watched)
 		select {
 		case <-p.pipe.Failed():
+			cancel()
+		case <-p.pipe.base.Done(): // hard stop
 			cancel()
 		case <-sctx.Done():
 		}

@@ -24,9 +24,12 @@ type chain struct{ queue []*record }
 // Claim is the pipeline's handle on one partition, owned by the Source that
 // feeds it. The source submits records in offset order; the claim runs
 // records of different keys concurrently and records of one key one after
-// the other (enriched and published in offset order), bounded by the
-// global and per-partition in-flight limits. Committable tells the source
-// how far it may commit.
+// the other (enriched and published in offset order). Two limits apply
+// backpressure to Submit: Config.MaxInFlight bounds records being processed
+// over all partitions, Config.MaxInFlightPerPartition bounds the records of
+// this partition not yet behind its watermark (processing, or published
+// after a record still processing). Committable tells the source how far
+// it may commit.
 //
 // Submit is called from one goroutine; the other methods are safe for
 // concurrent use.
@@ -102,8 +105,17 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 // run processes r, then the records queued behind it under the same key.
 func (c *Claim) run(r *record) {
 	for r != nil {
-		c.p.process(c, r)
-		c.releaseSlots()
+		published := c.p.process(c, r)
+		<-c.p.global
+		if published {
+			// A partition slot is held until the watermark passes the
+			// record, so the records a crash would duplicate (published,
+			// not committed) stay within the per-partition limit.
+			n, _ := c.wm.done(r.msg.Offset)
+			for range n {
+				<-c.sem
+			}
+		}
 		c.p.met.recordDone(c.ctx)
 		c.wg.Done()
 		if r.key == "" {

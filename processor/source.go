@@ -90,6 +90,9 @@ func (s *GroupSource) generation(ctx, genCtx context.Context, gen *kafka.Generat
 	var wg sync.WaitGroup
 	for _, a := range assigned {
 		c := p.Claim(s.cfg.InputTopic, a.ID)
+		if a.Offset >= 0 {
+			c.Committed(a.Offset) // the group's committed offset
+		}
 		claims = append(claims, c)
 		wg.Add(1)
 		go func() {

@@ -49,22 +49,24 @@ func (w *watermark) add(offset int64) error {
 	return nil
 }
 
-// done marks a record published. It reports false for an offset that is not
-// pending (never added, or already done).
-func (w *watermark) done(offset int64) bool {
+// done marks a record published and returns how many records the
+// watermark moved past (0 while an earlier record is pending). It reports
+// false for an offset that is not pending (never added, or already done).
+func (w *watermark) done(offset int64) (int, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	live := w.entries[w.head:]
 	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
 	if i == len(live) || live[i].offset != offset || live[i].done {
-		return false
+		return 0, false
 	}
 	live[i].done = true
+	start := w.head
 	for w.head < len(w.entries) && w.entries[w.head].done {
 		w.next = w.entries[w.head].offset + 1
 		w.head++
 	}
-	return true
+	return w.head - start, true
 }
 
 // committable returns the offset to commit (the next offset to consume) and

@@ -31,7 +31,7 @@ func TestWatermarkTable(t *testing.T) {
 				}
 			}
 			for _, o := range tc.done {
-				if !w.done(o) {
+				if _, ok := w.done(o); !ok {
 					t.Fatalf("done(%d) = false", o)
 				}
 			}
@@ -54,10 +54,13 @@ func TestWatermarkRejects(t *testing.T) {
 	if err := w.add(4); !errors.Is(err, errOffsetOrder) {
 		t.Fatalf("backwards add: %v", err)
 	}
-	if w.done(6) {
+	if _, ok := w.done(6); ok {
 		t.Fatal("done of an offset never added")
 	}
-	if !w.done(5) || w.done(5) {
+	if n, ok := w.done(5); !ok || n != 1 {
+		t.Fatalf("done(5) = %d,%v", n, ok)
+	}
+	if _, ok := w.done(5); ok {
 		t.Fatal("second done of the same offset accepted")
 	}
 }
@@ -81,9 +84,10 @@ func TestWatermarkProperty(t *testing.T) {
 		}
 		done := make([]bool, len(offsets))
 		order := rng.Perm(len(offsets))
+		prev := 0
 		for step, idx := range order {
-			// Interleave adds of later records with completions.
-			if !w.done(offsets[idx]) {
+			moved, ok := w.done(offsets[idx])
+			if !ok {
 				return false
 			}
 			done[idx] = true
@@ -91,6 +95,11 @@ func TestWatermarkProperty(t *testing.T) {
 			for prefix < len(done) && done[prefix] {
 				prefix++
 			}
+			if moved != prefix-prev {
+				t.Logf("step %d: moved %d, want %d", step, moved, prefix-prev)
+				return false
+			}
+			prev = prefix
 			got, ok := w.committable()
 			if prefix == 0 {
 				if ok {
@@ -128,7 +137,7 @@ func BenchmarkWatermark(b *testing.B) {
 		// Complete records out of order, in blocks of 8 completed backwards.
 		if next%8 == 7 {
 			for o := next; o > next-8; o-- {
-				if !w.done(o) {
+				if _, ok := w.done(o); !ok {
 					b.Fatalf("done(%d) = false", o)
 				}
 			}
