@@ -41,6 +41,7 @@ func newApp() *cli.Command {
 		Usage: "enrich Kafka user events with Tencent Cloud Chat official-account subscriptions",
 		Commands: []*cli.Command{
 			versionCommand(),
+			simulatorCommand(),
 		},
 		// Flag and argument parse errors are configuration errors.
 		OnUsageError: func(_ context.Context, _ *cli.Command, err error, _ bool) error {
