@@ -77,6 +77,9 @@ type Pipeline struct {
 	failed   chan struct{}
 	fatal    error
 
+	closeOnce sync.Once
+	closeErr  error
+
 	mu     sync.Mutex
 	claims map[*Claim]struct{}
 }
@@ -183,15 +186,17 @@ func (p *Pipeline) stopHard() {
 }
 
 // Close flushes and closes the writer and stops the cache. Call it after
-// every Source has returned.
+// every Source has returned; later calls return the first call's result.
 func (p *Pipeline) Close() error {
-	p.met.close()
-	p.enr.close()
-	defer p.abort()
-	if err := p.out.Close(); err != nil {
-		return fmt.Errorf("processor: close writer: %w", err)
-	}
-	return nil
+	p.closeOnce.Do(func() {
+		p.met.close()
+		p.enr.close()
+		if err := p.out.Close(); err != nil {
+			p.closeErr = fmt.Errorf("processor: close writer: %w", err)
+		}
+		p.abort()
+	})
+	return p.closeErr
 }
 
 // newRecord decodes msg and picks its ordering key.
@@ -450,6 +455,10 @@ func (p *Processor) RunSource(ctx context.Context, src Source) error {
 	}
 	return cerr
 }
+
+// Close releases the processor's resources. Run closes them on return;
+// Close is for a processor that is never run. Safe to call more than once.
+func (p *Processor) Close() error { return p.pipe.Close() }
 
 // Ready reports whether the processor has joined its group and owns its
 // partitions.
