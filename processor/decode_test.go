@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
 func TestDecode(t *testing.T) {
@@ -103,4 +105,30 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzDecodeAgreesWithSchema: with the default pointer, the decoder accepts
+// exactly the UTF-8 values that user-event.v1.json accepts.
+func FuzzDecodeAgreesWithSchema(f *testing.F) {
+	for _, s := range []string{`{"user_id":"u1"}`, `{"user_id":""}`, `{"user_id":1}`, `{}`, `[]`, `{"user_id":"a","x":{"user_id":1}}`, `{"user_id":null}`} {
+		f.Add([]byte(s))
+	}
+	v, err := schemas.NewValidator()
+	if err != nil {
+		f.Fatal(err)
+	}
+	d, err := newDecoder(schemas.DefaultUserIDPointer, 1<<20)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		if !utf8.Valid(value) {
+			t.Skip()
+		}
+		_, decErr := d.decode(value)
+		schemaErr := v.ValidateEvent(value)
+		if (decErr == nil) != (schemaErr == nil) {
+			t.Fatalf("%q: decoder %v, schema %v", value, decErr, schemaErr)
+		}
+	})
 }

@@ -227,3 +227,31 @@ func ExampleRecord_Encode() {
 	// Output:
 	// {"event":{"user_id": "u1"},"schema_version":"enriched-record.v1"
 }
+
+// FuzzValidateRecord: the validator never panics on outside bytes, and what
+// it accepts decodes into a Record with a known status.
+func FuzzValidateRecord(f *testing.F) {
+	r := sampleRecord(schemas.StatusOK)
+	good, err := r.Encode(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`nope`))
+	v := newValidator(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if v.ValidateRecord(data) != nil {
+			return
+		}
+		var rec schemas.Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			t.Fatalf("valid record does not decode: %v", err)
+		}
+		switch rec.Enrichment.Status {
+		case schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable:
+		default:
+			t.Fatalf("valid record with status %q", rec.Enrichment.Status)
+		}
+	})
+}
