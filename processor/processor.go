@@ -318,7 +318,9 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 	for attempt := 1; ; attempt++ {
 		l, cache, err := p.enr.get(ctx, r.userID)
 		if err == nil {
-			p.pause.resume()
+			if cache == schemas.CacheMiss {
+				p.pause.resume() // the API answered: it is back
+			}
 			p.met.cache(ctx, cache)
 			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(cache)))
 			return l, cache, attempt, nil
