@@ -248,3 +248,31 @@ func TestPauseGateHold(t *testing.T) {
 		t.Fatalf("after resume: %v, paused %v", err, g.paused())
 	}
 }
+
+// BenchmarkClaimThroughput: records through Submit → decode → schedule →
+// enrich (cache hits over 100 users) → encode → publish (in memory) →
+// watermark.
+func BenchmarkClaimThroughput(b *testing.B) {
+	cfg := testConfig()
+	p, _ := newTestPipeline(b, cfg, okLookup(3))
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	values := make([][]byte, 100)
+	for i := range values {
+		values[i] = event(fmt.Sprint("u", i), i)
+	}
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		if err := c.Submit(ctx, kafka.Message{Topic: "in", Offset: off, Key: []byte(fmt.Sprint("k", off%64)), Value: values[off%100]}); err != nil {
+			b.Fatal(err)
+		}
+		off++
+	}
+	if err := c.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if got, _ := c.Committable(); got != off {
+		b.Fatalf("watermark %d, want %d", got, off)
+	}
+}
