@@ -137,7 +137,9 @@ type Config struct {
 
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
-	// TracerProvider and MeterProvider default to the otel globals.
+	// TracerProvider and MeterProvider default to the otel globals. Trace
+	// context is read from and written to record headers with the global
+	// propagator, or W3C Trace Context and Baggage when none is set.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	// Now is the clock for fetched_at and processed_at. Default time.Now.

@@ -113,7 +113,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		failed: make(chan struct{}),
 		claims: map[*Claim]struct{}{},
 	}
-	if _, ok := p.prop.(interface{ Fields() []string }); !ok || len(p.prop.Fields()) == 0 {
+	if len(p.prop.Fields()) == 0 { // the global default propagates nothing
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.met = newMetrics(cfg.MeterProvider, p)
