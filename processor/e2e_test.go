@@ -562,3 +562,41 @@ func TestOnePartitionConcurrency(t *testing.T) {
 	t.Logf("max concurrent lookups on one partition: %d", conc.max.Load())
 	checkExactlyOnce(t, c, n)
 }
+
+// TestGracefulShutdownMidStream: canceling Run while records are in flight
+// finishes them, commits, and returns nil; a restart then processes the
+// rest with no duplicate.
+func TestGracefulShutdownMidStream(t *testing.T) {
+	c := startCluster(t, 2)
+	const n = 400
+	c.produce(seqEvents(0, n))
+	cfg := c.config("graceful")
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 32, 16
+	slow := func(ctx context.Context, user string) (lookup, error) {
+		t := time.NewTimer(10 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return lookup{}, ctx.Err()
+		}
+		return okLookup(0)(ctx, user)
+	}
+	p1 := newFakeProcessor(t, cfg, slow)
+	run1 := runProcessor(t, p1)
+	waitFor(t, 60*time.Second, "some records published", func() bool { return p1.Stats().Out >= 50 })
+	if err := run1.stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	st := p1.Stats()
+	if st.In != st.Out || st.InFlight != 0 || st.Out >= n {
+		t.Fatalf("after shutdown: in %d, out %d, in flight %d: in-flight records not finished (or nothing left to restart)", st.In, st.Out, st.InFlight)
+	}
+	p2 := newFakeProcessor(t, cfg, okLookup(0))
+	run2 := runProcessor(t, p2)
+	waitCommitted(t, p2, c.endOffsets())
+	if err := run2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, c, n)
+}
