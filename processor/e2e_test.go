@@ -373,10 +373,7 @@ func TestEndToEnd(t *testing.T) {
 func TestHardStopRestart(t *testing.T) {
 	c := startCluster(t, 2)
 	const n = 400
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i%25)), Value: event(fmt.Sprintf("u%d", i), i)}
-	}
+	msgs := userEvents(0, n, 25, plainUser)
 	c.produce(msgs)
 	cfg := c.config("crash")
 	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 32, 16
@@ -480,10 +477,7 @@ func TestHardStopRestart(t *testing.T) {
 func TestFatalStopsAndCommitsPublished(t *testing.T) {
 	c := startCluster(t, 2)
 	const n = 200
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i%10)), Value: event(fmt.Sprintf("u%d", i), i)}
-	}
+	msgs := userEvents(0, n, 10, plainUser)
 	c.produce(msgs)
 	fetch := func(ctx context.Context, user string) (lookup, error) {
 		if user == "u120" {
@@ -530,10 +524,7 @@ func TestFatalStopsAndCommitsPublished(t *testing.T) {
 func TestOnePartitionConcurrency(t *testing.T) {
 	c := startCluster(t, 1)
 	const n = 300
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: event(fmt.Sprintf("u%d", i), i)}
-	}
+	msgs := userEvents(0, n, 0, plainUser)
 	c.produce(msgs)
 	var conc concurrency
 	fetch := func(ctx context.Context, user string) (lookup, error) {

@@ -144,10 +144,7 @@ func TestSimulatorBreakerPause(t *testing.T) {
 	srv, _ := startSimulator(t, simulator.GenConfig{Seed: 4, Users: 300, UnknownShare: -1}, simulator.Faults{})
 	c := startCluster(t, 2)
 	const n = 300
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: event(simulator.UserID(i), i)}
-	}
+	msgs := userEvents(0, n, 0, simulator.UserID)
 	c.produce(msgs[:100])
 	cl := newClient(t, srv, func(cfg *client.Config) {
 		cfg.MaxAttempts, cfg.BackoffBase, cfg.BackoffMax, cfg.RetryDeadline = 2, time.Millisecond, 5*time.Millisecond, 500*time.Millisecond
@@ -186,10 +183,7 @@ func TestSimulatorFatal(t *testing.T) {
 	srv, _ := startSimulator(t, simulator.GenConfig{Seed: 5, Users: 100, UnknownShare: -1},
 		simulator.Faults{ForceCode: map[string]int{simulator.UserID(60): client.CodeServiceNotEnabled}})
 	c := startCluster(t, 2)
-	msgs := make([]kafka.Message, 100)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i%7)), Value: event(simulator.UserID(i), i)}
-	}
+	msgs := userEvents(0, 100, 7, simulator.UserID)
 	c.produce(msgs)
 	p := newSimProcessor(t, c.config("sim-fatal"), newClient(t, srv, nil))
 	err := runProcessor(t, p).wait(t)
@@ -218,10 +212,7 @@ func TestSimulatorOnePartitionConcurrency(t *testing.T) {
 	srv, _ := startSimulator(t, simulator.GenConfig{Seed: 6, Users: 300, UnknownShare: -1}, simulator.Faults{Latency: 150 * time.Millisecond})
 	c := startCluster(t, 1)
 	const n = 300
-	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", i)), Value: event(simulator.UserID(i), i)}
-	}
+	msgs := userEvents(0, n, 0, simulator.UserID)
 	c.produce(msgs)
 	p := newSimProcessor(t, c.config("sim-one"), newClient(t, srv, nil))
 	run := runProcessor(t, p)

@@ -8,13 +8,24 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-func seqEvents(from, n int) []kafka.Message {
+// userEvents returns events from..from+n-1 for user(i), keyed k<i mod
+// keys> (k<i> when keys is 0).
+func userEvents(from, n, keys int, user func(int) string) []kafka.Message {
 	msgs := make([]kafka.Message, n)
-	for i := range msgs {
-		msgs[i] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", (from+i)%17)), Value: event(fmt.Sprintf("u%d", from+i), from+i)}
+	for j := range msgs {
+		i := from + j
+		k := i
+		if keys > 0 {
+			k = i % keys
+		}
+		msgs[j] = kafka.Message{Key: []byte(fmt.Sprintf("k%d", k)), Value: event(user(i), i)}
 	}
 	return msgs
 }
+
+func plainUser(i int) string { return fmt.Sprintf("u%d", i) }
+
+func seqEvents(from, n int) []kafka.Message { return userEvents(from, n, 17, plainUser) }
 
 // TestStartLatest: a new group starting at "latest" skips the records
 // produced before it joined and processes the ones after.
