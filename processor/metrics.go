@@ -159,7 +159,7 @@ type Stats struct {
 	APICalls      int64   // lookups that reached the API client (after coalescing)
 	Pauses        int64   // times fetching paused because the API was unavailable
 	Paused        bool    // fetching is paused now
-	Partitions    []PartitionStats
+	Partitions    []PartitionStats // by topic and partition
 }
 
 // PartitionStats describes one partition this processor owns.

@@ -21,10 +21,13 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -400,6 +403,9 @@ func (p *Pipeline) partitionStats() []PartitionStats {
 	for c := range p.claims {
 		out = append(out, c.stats())
 	}
+	slices.SortFunc(out, func(a, b PartitionStats) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), a.Partition-b.Partition)
+	})
 	return out
 }
 
