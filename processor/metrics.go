@@ -155,10 +155,10 @@ type Stats struct {
 	InFlight      int64                    // fetched, not yet published
 	CacheHits     int64
 	CacheMisses   int64
-	CacheHitRatio float64 // hits / (hits + misses); 0 before the first lookup
-	APICalls      int64   // lookups that reached the API client (after coalescing)
-	Pauses        int64   // times fetching paused because the API was unavailable
-	Paused        bool    // fetching is paused now
+	CacheHitRatio float64          // hits / (hits + misses); 0 before the first lookup
+	APICalls      int64            // lookups that reached the API client (after coalescing)
+	Pauses        int64            // times fetching paused because the API was unavailable
+	Paused        bool             // fetching is paused now
 	Partitions    []PartitionStats // by topic and partition
 }
 
