@@ -76,8 +76,8 @@ func (d *decoder) decode(value []byte) (string, error) {
 	if !utf8.Valid(value) || !json.Valid(value) {
 		return "", &DecodeError{ClassNotJSON, "value is not a UTF-8 JSON document"}
 	}
-	cur := json.RawMessage(bytes.TrimLeft(value, " \t\r\n"))
-	if len(cur) == 0 || cur[0] != '{' {
+	cur := value[skipSpace(value, 0):]
+	if cur[0] != '{' {
 		return "", &DecodeError{ClassNotObject, "event is not a JSON object"}
 	}
 	for _, tok := range d.tokens {
@@ -87,12 +87,16 @@ func (d *decoder) decode(value []byte) (string, error) {
 		}
 		cur = next
 	}
-	cur = bytes.TrimSpace(cur)
 	if string(cur) == "null" {
 		return "", &DecodeError{ClassMissingUserID, "user id at " + d.pointer() + " is null"}
 	}
+	if cur[0] != '"' {
+		return "", &DecodeError{ClassInvalidUserID, "user id at " + d.pointer() + " is not a string"}
+	}
 	var id string
-	if err := json.Unmarshal(cur, &id); err != nil {
+	if bytes.IndexByte(cur, '\\') < 0 {
+		id = string(cur[1 : len(cur)-1])
+	} else if err := json.Unmarshal(cur, &id); err != nil {
 		return "", &DecodeError{ClassInvalidUserID, "user id at " + d.pointer() + " is not a string"}
 	}
 	if id == "" {
@@ -101,32 +105,109 @@ func (d *decoder) decode(value []byte) (string, error) {
 	return id, nil
 }
 
-// member returns the member tok of the object or array doc (valid JSON).
-func member(doc json.RawMessage, tok string) (json.RawMessage, bool) {
-	doc = bytes.TrimLeft(doc, " \t\r\n")
-	if len(doc) == 0 {
-		return nil, false
-	}
-	switch doc[0] {
+// member returns the value of member tok of the object or array at the
+// start of doc. doc must be valid JSON (the decoder checks it first), so the
+// scan needs no error handling. Of duplicate object keys the last wins, as
+// in encoding/json.
+func member(doc []byte, tok string) ([]byte, bool) {
+	i := skipSpace(doc, 0)
+	switch doc[i] {
 	case '{':
-		var m map[string]json.RawMessage
-		if json.Unmarshal(doc, &m) != nil {
-			return nil, false
+		var found []byte
+		ok := false
+		i = skipSpace(doc, i+1)
+		for doc[i] != '}' {
+			k := i
+			i = skipString(doc, i)
+			key := doc[k:i]
+			i = skipSpace(doc, i)
+			i = skipSpace(doc, i+1) // ':'
+			v := i
+			i = skipValue(doc, i)
+			if keyIs(key, tok) {
+				found, ok = doc[v:i], true
+			}
+			i = skipSpace(doc, i)
+			if doc[i] == ',' {
+				i = skipSpace(doc, i+1)
+			}
 		}
-		v, ok := m[tok]
-		return v, ok
+		return found, ok
 	case '[':
-		i, err := strconv.Atoi(tok)
-		if err != nil || i < 0 || (len(tok) > 1 && tok[0] == '0') {
+		n, err := strconv.Atoi(tok)
+		if err != nil || n < 0 || (len(tok) > 1 && tok[0] == '0') {
 			return nil, false
 		}
-		var a []json.RawMessage
-		if json.Unmarshal(doc, &a) != nil || i >= len(a) {
-			return nil, false
+		i = skipSpace(doc, i+1)
+		for idx := 0; doc[i] != ']'; idx++ {
+			v := i
+			i = skipValue(doc, i)
+			if idx == n {
+				return doc[v:i], true
+			}
+			i = skipSpace(doc, i)
+			if doc[i] == ',' {
+				i = skipSpace(doc, i+1)
+			}
 		}
-		return a[i], true
 	}
 	return nil, false
+}
+
+// keyIs reports whether the quoted JSON string key decodes to tok.
+func keyIs(key []byte, tok string) bool {
+	raw := key[1 : len(key)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw) == tok
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == tok
+}
+
+func skipSpace(doc []byte, i int) int {
+	for i < len(doc) && (doc[i] == ' ' || doc[i] == '\t' || doc[i] == '\n' || doc[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at i.
+func skipString(doc []byte, i int) int {
+	for i++; doc[i] != '"'; i++ {
+		if doc[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// skipValue returns the index after the value that starts at i.
+func skipValue(doc []byte, i int) int {
+	switch doc[i] {
+	case '"':
+		return skipString(doc, i)
+	case '{', '[':
+		depth := 0
+		for {
+			switch doc[i] {
+			case '"':
+				i = skipString(doc, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+	}
+	for i < len(doc) && !strings.ContainsRune(",}] \t\r\n", rune(doc[i])) {
+		i++
+	}
+	return i
 }
 
 func (d *decoder) pointer() string {
