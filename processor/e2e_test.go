@@ -591,3 +591,23 @@ func TestGracefulShutdownMidStream(t *testing.T) {
 	}
 	checkExactlyOnce(t, c, n)
 }
+
+// BenchmarkProcessorBroker: records per second through the in-process
+// broker (4 partitions), cache hits over 100 users, output acknowledged and
+// committed.
+func BenchmarkProcessorBroker(b *testing.B) {
+	c := startCluster(b, 4)
+	n := max(b.N, 1000)
+	c.produce(userEvents(0, n, 0, func(i int) string { return fmt.Sprintf("u%d", i%100) }))
+	cfg := c.config("bench")
+	cfg.CommitInterval = 100 * time.Millisecond
+	p := newFakeProcessor(b, cfg, okLookup(3))
+	b.ResetTimer()
+	run := runProcessor(b, p)
+	waitCommitted(b, p, c.endOffsets())
+	b.StopTimer()
+	if err := run.stop(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+}
