@@ -225,7 +225,11 @@ func TestSimulatorOnePartitionConcurrency(t *testing.T) {
 	if st.MaxConcurrent < 10 {
 		t.Fatalf("API saw at most %d concurrent calls from a one-partition topic", st.MaxConcurrent)
 	}
-	t.Logf("one partition: API max concurrent %d, max calls in a trailing second %d (limit %d)", st.MaxConcurrent, st.MaxPerSecond, st.RateLimit)
+	// One call at a time would make about 7 calls/s.
+	if st.MaxPerSecond < st.RateLimit/2 {
+		t.Fatalf("at most %d calls in a second, budget %d", st.MaxPerSecond, st.RateLimit)
+	}
+	t.Logf("one partition: API max concurrent %d, max calls in a trailing second %d (limit %d), calls per second %v", st.MaxConcurrent, st.MaxPerSecond, st.RateLimit, st.PerSecond)
 	checkExactlyOnce(t, c, n)
 }
 
