@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,59 @@ func TestRunTiny(t *testing.T) {
 	}
 	if len(back.Results) != 1 || back.Results[0].Output != res.Output {
 		t.Errorf("JSON round trip lost the result: %+v", back.Results)
+	}
+}
+
+// TestRunTinyProcessor runs the cold scenario (and the ceiling around it) at
+// a tiny scale through the processor, the client and the simulator, and
+// checks the accounting. It asserts no timings.
+func TestRunTinyProcessor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers, a simulator and child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := New(Config{Scenarios: []string{"cold"}, Scale: 0.005, Child: testChild, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, res := range rep.Results {
+		names = append(names, res.Scenario.Name)
+	}
+	if !slices.Equal(names, []string{"ceiling", "cold", "ceiling-end"}) {
+		t.Fatalf("ran %v, want the cold scenario between two ceiling runs", names)
+	}
+	res := rep.Results[1]
+	if res.Error != "" {
+		t.Fatalf("cold failed: %s", res.Error)
+	}
+	n := int64(res.Scenario.Events)
+	if res.Output+res.DLQ != n || res.Output == 0 {
+		t.Errorf("output %d + dlq %d, want %d enriched records", res.Output, res.DLQ, n)
+	}
+	a := res.API
+	if a == nil {
+		t.Fatal("no API result")
+	}
+	if a.Calls < res.DistinctUsers {
+		t.Errorf("%d API calls for %d distinct uncached users", a.Calls, res.DistinctUsers)
+	}
+	if a.MaxPerSecond <= 0 || a.MaxPerSecond > a.Calls {
+		t.Errorf("max per second %d of %d calls", a.MaxPerSecond, a.Calls)
+	}
+	var stats struct{ In, Out, DLQ int64 }
+	if err := json.Unmarshal(res.WorkloadStats, &stats); err != nil {
+		t.Fatalf("processor stats %s: %v", res.WorkloadStats, err)
+	}
+	if stats.In != n || stats.Out+stats.DLQ != n {
+		t.Errorf("processor counted in %d, out %d, dlq %d; want %d each way", stats.In, stats.Out, stats.DLQ, n)
+	}
+	if res.CeilingRatio <= 0 {
+		t.Errorf("cold has no ratio to the ceiling")
 	}
 }

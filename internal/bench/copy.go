@@ -6,31 +6,32 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/tencentchat-enricher/enricher/processor"
 )
 
-// Batching settings of the raw copy; they are the processor's defaults for
-// its source and sink, so that the ceiling differs from the processor only
-// by the enrichment.
+// Settings of the raw copy: the processor's defaults for its source and
+// sink, so that the ceiling differs from the processor only by the
+// enrichment.
 var (
 	copyReader = kafka.ReaderConfig{
 		MinBytes:       1,
 		MaxBytes:       10 << 20,
-		MaxWait:        250 * time.Millisecond,
-		CommitInterval: time.Second,
+		MaxWait:        processor.DefaultFetchMaxWait,
+		CommitInterval: processor.DefaultCommitInterval,
 	}
 	copyWriter = kafka.Writer{
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
-		BatchSize:    500,
-		BatchTimeout: 5 * time.Millisecond,
+		BatchSize:    processor.DefaultBatchSize,
+		BatchTimeout: processor.DefaultBatchTimeout,
 	}
 	// copyMaxInFlight bounds the records fetched but not yet acknowledged,
 	// as the processor bounds its in-flight records.
-	copyMaxInFlight int64 = 1024
+	copyMaxInFlight int64 = processor.DefaultMaxInFlight
 )
 
 // copyStats is the raw copy's account of a run.
