@@ -28,7 +28,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "rate", Value: 200, Usage: "API budget in calls per second (simulator and client)"},
 			&cli.DurationFlag{Name: "latency", Value: 20 * time.Millisecond, Usage: "simulated API latency per call"},
 			&cli.DurationFlag{Name: "jitter", Value: 5 * time.Millisecond, Usage: "± jitter of the simulated API latency"},
-			&cli.DurationFlag{Name: "timeout", Value: 15 * time.Minute, Usage: "give up on a scenario after this long"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "give up on a scenario after this long"},
 			&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE`"},
 			&cli.StringFlag{Name: "profile", Usage: "write CPU and heap profiles of each scenario's workload into `DIR`"},
 			&cli.BoolFlag{Name: "child", Hidden: true, Usage: "run one scenario's workload as told on standard input"},

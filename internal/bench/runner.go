@@ -41,7 +41,7 @@ type Config struct {
 	// Latency and Jitter are the simulator's per-call latency: Latency ±
 	// Jitter. Default 20 ms and 5 ms; a negative Jitter means none.
 	Latency, Jitter time.Duration
-	// Timeout bounds one scenario's measured run. Default 15 minutes.
+	// Timeout bounds one scenario's measured run. Default 30 minutes.
 	Timeout time.Duration
 	// ProfileDir, when set, receives a CPU and a heap profile of each
 	// scenario's workload (<scenario>.cpu.pprof, <scenario>.heap.pprof).
@@ -75,7 +75,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.Jitter = max(c.Jitter, 0)
 	if c.Timeout == 0 {
-		c.Timeout = 15 * time.Minute
+		c.Timeout = 30 * time.Minute
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
