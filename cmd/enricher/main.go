@@ -51,6 +51,7 @@ func newApp() *cli.Command {
 			runCommand(),
 			devCommand(),
 			brokerCommand(),
+			generateCommand(),
 			versionCommand(),
 		},
 		// An error from cli's ExitCoder handling must not exit the process
