@@ -39,8 +39,8 @@ const (
 	defaultGroup         = "enricher"
 	defaultUserIDPointer = "/user_id"
 	defaultAPIRate       = 200.0
-	defaultMaxInFlight   = 256
-	defaultCacheTTL      = 5 * time.Minute
+	defaultMaxInFlight   = 1024
+	defaultCacheTTL      = 10 * time.Minute
 	defaultCacheSize     = 100_000
 	defaultHTTPAddr      = ":9464"
 	maxAPIRate           = 200.0 // the API's documented per-SDKAppID limit
