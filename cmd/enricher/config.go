@@ -94,6 +94,8 @@ func pipelineFlags() []cli.Flag {
 			Usage: "Kafka consumer group; instances in one group share the partitions"},
 		&cli.StringFlag{Name: "user-id-pointer", Category: catPipeline, Value: defaultUserIDPointer, Sources: env("ENRICHER_USER_ID_POINTER"),
 			Usage: "JSON `POINTER` (RFC 6901) to the user id inside each event"},
+		&cli.BoolFlag{Name: "auto-create-topics", Category: catPipeline, Sources: env("ENRICHER_AUTO_CREATE_TOPICS"),
+			Usage: "let the processor create missing output and DLQ topics (when the cluster allows it)"},
 		&cli.IntFlag{Name: "max-in-flight", Category: catPipeline, Value: defaultMaxInFlight, Sources: env("ENRICHER_MAX_IN_FLIGHT"),
 			Usage: "events being enriched at once, across partitions"},
 		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: defaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
@@ -153,6 +155,7 @@ type pipelineSettings struct {
 	MaxInFlight                              int
 	CacheTTL                                 time.Duration
 	CacheSize                                int
+	AutoCreateTopics                         bool
 }
 
 // tencentSettings are the REST API credentials and budget.
@@ -250,14 +253,15 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 
 func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 	s := pipelineSettings{
-		InputTopic:    strings.TrimSpace(cmd.String("input-topic")),
-		OutputTopic:   strings.TrimSpace(cmd.String("output-topic")),
-		DLQTopic:      strings.TrimSpace(cmd.String("dlq-topic")),
-		Group:         strings.TrimSpace(cmd.String("group")),
-		UserIDPointer: cmd.String("user-id-pointer"),
-		MaxInFlight:   cmd.Int("max-in-flight"),
-		CacheTTL:      cmd.Duration("cache-ttl"),
-		CacheSize:     cmd.Int("cache-size"),
+		InputTopic:       strings.TrimSpace(cmd.String("input-topic")),
+		OutputTopic:      strings.TrimSpace(cmd.String("output-topic")),
+		DLQTopic:         strings.TrimSpace(cmd.String("dlq-topic")),
+		Group:            strings.TrimSpace(cmd.String("group")),
+		UserIDPointer:    cmd.String("user-id-pointer"),
+		MaxInFlight:      cmd.Int("max-in-flight"),
+		CacheTTL:         cmd.Duration("cache-ttl"),
+		CacheSize:        cmd.Int("cache-size"),
+		AutoCreateTopics: cmd.Bool("auto-create-topics"),
 	}
 	for _, t := range []struct{ flag, v string }{
 		{"--input-topic", s.InputTopic}, {"--output-topic", s.OutputTopic},

@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"github.com/urfave/cli/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/processor"
 )
 
 // runSettings is the whole configuration of `run`.
@@ -58,6 +63,52 @@ func parseRun(cmd *cli.Command) (runSettings, error) {
 }
 
 func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
-	_, _, _ = ctx, cmd, s
-	return errors.New("run: not wired yet")
+	log := newLogger(s.Ops, cmd.Root().ErrWriter)
+	prov, err := newTelemetry(ctx)
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(prov, log)
+
+	ccfg, err := clientConfig(s.Tencent, log, prov)
+	if err != nil {
+		return err
+	}
+	api, err := client.New(ccfg)
+	if err != nil {
+		return badConfig("%w", err)
+	}
+	defer api.Close()
+
+	proc, err := processor.New(processorConfig(s.Kafka, s.Pipeline, log, prov), api)
+	if err != nil {
+		return badConfig("%w", err)
+	}
+	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
+	if err != nil {
+		return err
+	}
+
+	log.Info("enricher starting", slog.String("version", version),
+		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
+		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
+		slog.String("group", s.Pipeline.Group), slog.Any("tencent", s.Tencent),
+		slog.String("http_addr", s.Ops.HTTPAddr), slog.String("traces", prov.TracesExporter))
+
+	g, gctx := errgroup.WithContext(ctx)
+	if ops != nil {
+		g.Go(func() error { return ops.Run(gctx) })
+	}
+	g.Go(func() error {
+		err := proc.Run(gctx)
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("processor stopped unexpectedly")
+		}
+		return err
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && err == nil {
+		log.Info("enricher stopped")
+	}
+	return err
 }
