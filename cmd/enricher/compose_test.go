@@ -69,6 +69,9 @@ func commandEnv(cmd *cli.Command) map[string]bool {
 	if names["kafka-sasl-password-file"] {
 		envs[envSASLPassword] = true
 	}
+	if cmd.Name == "simulator" {
+		envs[simulatorSecretEnv] = true
+	}
 	return envs
 }
 
@@ -115,7 +118,7 @@ func TestComposeServices(t *testing.T) {
 		}
 		envs := commandEnv(sub)
 		for k := range s.Environment {
-			if strings.HasPrefix(k, "OTEL_") {
+			if strings.HasPrefix(k, "OTEL_") { // read by the OpenTelemetry SDK
 				continue
 			}
 			if !envs[k] {

@@ -24,14 +24,6 @@ import (
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
-// Dev credentials shared by the embedded simulator and the processor; they
-// never leave the process.
-const (
-	devSDKAppID  = 1400000001
-	devAdmin     = "administrator"
-	devSecretKey = "dev-only-secret-key"
-)
-
 const catDev = "Dev stack"
 
 func devCommand() *cli.Command {

@@ -53,6 +53,7 @@ func newApp() *cli.Command {
 			brokerCommand(),
 			generateCommand(),
 			versionCommand(),
+			simulatorCommand(),
 		},
 		// An error from cli's ExitCoder handling must not exit the process
 		// behind main's back; exitCode decides.
