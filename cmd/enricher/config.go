@@ -94,12 +94,14 @@ func pipelineFlags() []cli.Flag {
 			Usage: "Kafka consumer group; instances in one group share the partitions"},
 		&cli.StringFlag{Name: "user-id-pointer", Category: catPipeline, Value: defaultUserIDPointer, Sources: env("ENRICHER_USER_ID_POINTER"),
 			Usage: "JSON `POINTER` (RFC 6901) to the user id inside each event"},
+		&cli.DurationFlag{Name: "unavailable-after", Category: catPipeline, Sources: env("ENRICHER_UNAVAILABLE_AFTER"),
+			Usage: "publish a record with status unavailable once the API has been unreachable this long for it (default 0: wait for the API, with consumption paused)"},
 		&cli.BoolFlag{Name: "auto-create-topics", Category: catPipeline, Sources: env("ENRICHER_AUTO_CREATE_TOPICS"),
 			Usage: "let the processor create missing output and DLQ topics (when the cluster allows it)"},
 		&cli.IntFlag{Name: "max-in-flight", Category: catPipeline, Value: defaultMaxInFlight, Sources: env("ENRICHER_MAX_IN_FLIGHT"),
 			Usage: "events being enriched at once, across partitions"},
 		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: defaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
-			Usage: "how long a user's subscriptions are reused before asking the API again (0 disables the cache)"},
+			Usage: "how long a user's subscriptions are reused before asking the API again"},
 		&cli.IntFlag{Name: "cache-size", Category: catPipeline, Value: defaultCacheSize, Sources: env("ENRICHER_CACHE_SIZE"),
 			Usage: "maximum users held in the cache"},
 	}
@@ -156,6 +158,7 @@ type pipelineSettings struct {
 	CacheTTL                                 time.Duration
 	CacheSize                                int
 	AutoCreateTopics                         bool
+	UnavailableAfter                         time.Duration
 }
 
 // tencentSettings are the REST API credentials and budget.
@@ -262,6 +265,7 @@ func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 		CacheTTL:         cmd.Duration("cache-ttl"),
 		CacheSize:        cmd.Int("cache-size"),
 		AutoCreateTopics: cmd.Bool("auto-create-topics"),
+		UnavailableAfter: cmd.Duration("unavailable-after"),
 	}
 	for _, t := range []struct{ flag, v string }{
 		{"--input-topic", s.InputTopic}, {"--output-topic", s.OutputTopic},
@@ -283,8 +287,11 @@ func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 	if s.MaxInFlight < 1 {
 		return s, badConfig("--max-in-flight must be at least 1, got %d", s.MaxInFlight)
 	}
-	if s.CacheTTL < 0 {
-		return s, badConfig("--cache-ttl must not be negative, got %s", s.CacheTTL)
+	if s.CacheTTL <= 0 {
+		return s, badConfig("--cache-ttl must be positive, got %s", s.CacheTTL)
+	}
+	if s.UnavailableAfter < 0 {
+		return s, badConfig("--unavailable-after must not be negative, got %s", s.UnavailableAfter)
 	}
 	if s.CacheSize < 1 {
 		return s, badConfig("--cache-size must be at least 1, got %d", s.CacheSize)

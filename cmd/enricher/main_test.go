@@ -33,6 +33,8 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{name: "bad flag value", args: []string{"run", "--api-rate", "fast"}, setting: "api-rate"},
 		{name: "bad env value", env: map[string]string{"ENRICHER_API_RATE": "fast"}, args: []string{"run"}, setting: "ENRICHER_API_RATE"},
 		{name: "bad duration", args: []string{"run", "--cache-ttl", "soon"}, setting: "cache-ttl"},
+		{name: "zero cache ttl", args: []string{"run", "--cache-ttl", "0s"}, setting: "--cache-ttl"},
+		{name: "negative unavailable-after", args: []string{"run", "--unavailable-after", "-1s"}, setting: "--unavailable-after"},
 		{name: "missing secret", env: map[string]string{envSecretKey: ""}, args: []string{"run"}, setting: envSecretKey},
 		{name: "secret file missing", env: map[string]string{envSecretKey: ""}, args: []string{"run", "--im-secret-key-file", missing}, setting: "--im-secret-key-file"},
 		{name: "both secret sources", args: []string{"run", "--im-secret-key-file", missing}, setting: "--im-secret-key-file"},

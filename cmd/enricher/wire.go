@@ -57,21 +57,24 @@ func clientConfig(s tencentSettings, log *slog.Logger, prov *telemetry.Providers
 // processorConfig maps the Kafka and pipeline settings onto the processor's Config.
 func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov *telemetry.Providers) processor.Config {
 	return processor.Config{
-		Brokers:          k.Brokers,
-		InputTopic:       p.InputTopic,
-		OutputTopic:      p.OutputTopic,
-		DLQTopic:         p.DLQTopic,
-		Group:            p.Group,
-		UserIDPointer:    p.UserIDPointer,
-		MaxInFlight:      p.MaxInFlight,
-		CacheTTL:         p.CacheTTL,
-		CacheSize:        p.CacheSize,
-		AutoCreateTopics: p.AutoCreateTopics,
-		Dialer:           &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: k.SASL},
-		Transport:        &kafka.Transport{TLS: k.TLS, SASL: k.SASL},
-		Logger:           log,
-		TracerProvider:   prov.TracerProvider,
-		MeterProvider:    prov.MeterProvider,
+		Brokers:       k.Brokers,
+		InputTopic:    p.InputTopic,
+		OutputTopic:   p.OutputTopic,
+		DLQTopic:      p.DLQTopic,
+		Group:         p.Group,
+		UserIDPointer: p.UserIDPointer,
+		MaxInFlight:   p.MaxInFlight,
+		// The per-partition bound may not exceed the total.
+		MaxInFlightPerPartition: min(p.MaxInFlight, processor.DefaultMaxInFlightPerPartition),
+		CacheTTL:                p.CacheTTL,
+		CacheSize:               p.CacheSize,
+		AutoCreateTopics:        p.AutoCreateTopics,
+		UnavailableAfter:        p.UnavailableAfter,
+		Dialer:                  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: k.SASL},
+		Transport:               &kafka.Transport{TLS: k.TLS, SASL: k.SASL},
+		Logger:                  log,
+		TracerProvider:          prov.TracerProvider,
+		MeterProvider:           prov.MeterProvider,
 	}
 }
 
