@@ -133,12 +133,12 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 
 	if s.Reset {
 		if err := os.RemoveAll(s.DataDir); err != nil {
-			return fmt.Errorf("dev: --reset: %w", err)
+			return badConfig("--reset: cannot delete --data-dir: %w", err)
 		}
 	}
 	kafkaDir := filepath.Join(s.DataDir, "kafka")
 	if err := os.MkdirAll(kafkaDir, 0o750); err != nil {
-		return fmt.Errorf("dev: --data-dir: %w", err)
+		return badConfig("--data-dir: %w", err)
 	}
 
 	prov, err := newTelemetry(ctx)

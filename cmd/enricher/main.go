@@ -55,6 +55,12 @@ func newApp() *cli.Command {
 			versionCommand(),
 			simulatorCommand(),
 		},
+		Action: func(_ context.Context, cmd *cli.Command) error {
+			if cmd.Args().Present() {
+				return badConfig("unknown command %q (see enricher --help)", cmd.Args().First())
+			}
+			return cli.ShowRootCommandHelp(cmd)
+		},
 		// An error from cli's ExitCoder handling must not exit the process
 		// behind main's back; exitCode decides.
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
@@ -88,6 +94,8 @@ func versionCommand() *cli.Command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a clean shutdown; a second one kills the process.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

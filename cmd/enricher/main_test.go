@@ -61,6 +61,15 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{name: "broker bad addr", args: []string{"broker", "--addr", "x"}, setting: "--addr"},
 		{name: "broker unknown flag", args: []string{"broker", "--nope"}, setting: "nope"},
 		{name: "dev unknown flag", args: []string{"dev", "--nope"}, setting: "nope"},
+		{name: "unknown command", args: []string{"frobnicate"}, setting: "frobnicate"},
+		{name: "dev zero rate", args: []string{"dev", "--rate", "0"}, setting: "--rate"},
+		{name: "dev skew too small", args: []string{"dev", "--skew", "1"}, setting: "--skew"},
+		{name: "dev malformed share", env: map[string]string{"ENRICHER_GEN_MALFORMED_SHARE": "2"}, args: []string{"dev"}, setting: "--malformed-share"},
+		{name: "dev zero summary interval", args: []string{"dev", "--summary-interval", "0s"}, setting: "--summary-interval"},
+		{name: "dev api rate", args: []string{"dev", "--api-rate", "500"}, setting: "--api-rate"},
+		{name: "dev unusable data dir", args: []string{"dev", "--data-dir", filepath.Join(missing, "\x00")}, setting: "--data-dir"},
+		{name: "generate bad count", args: []string{"generate", "--count", "-1"}, setting: "--count"},
+		{name: "generate bad brokers", args: []string{"generate", "--brokers", "x"}, setting: "--brokers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +98,7 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 func TestHelpNeverShowsSecret(t *testing.T) {
 	validRunEnv(t)
 	t.Setenv(envSASLPassword, testSecret)
-	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"dev", "--help"}, {"broker", "--help"}, {"help", "run"}} {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"dev", "--help"}, {"broker", "--help"}, {"generate", "--help"}, {"simulator", "--help"}, {"help", "run"}} {
 		code, stdout, stderr := runApp(t, context.Background(), args...)
 		if code != 0 {
 			t.Errorf("%v: exit code %d, stderr %q", args, code, stderr)
