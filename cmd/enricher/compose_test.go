@@ -24,6 +24,7 @@ type composeFile struct {
 type composeService struct {
 	Image       string            `yaml:"image"`
 	Build       any               `yaml:"build"`
+	Entrypoint  []string          `yaml:"entrypoint"`
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
@@ -89,7 +90,7 @@ func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
 	app := newApp()
 
-	for _, name := range []string{"kafka", "jaeger", "simulator", "generator", "enricher"} {
+	for _, name := range []string{"kafka", "topics", "jaeger", "simulator", "generator", "enricher"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
@@ -157,12 +158,23 @@ func TestComposeWiring(t *testing.T) {
 		if !advertised[b] || !strings.HasPrefix(b, "kafka:") {
 			t.Errorf("%s: ENRICHER_BROKERS=%q is not an advertised in-network listener of kafka (%v)", name, b, advertised)
 		}
-		if _, ok := c.Services[name].DependsOn["kafka"]; !ok {
-			t.Errorf("%s does not depend on kafka", name)
+		if _, ok := c.Services[name].DependsOn["topics"]; !ok {
+			t.Errorf("%s does not wait for the topics", name)
 		}
 	}
 	if !slices.Contains(publishedPorts(kafka), "9092") || !advertised["localhost:9092"] {
 		t.Error("kafka is not reachable from the host on localhost:9092")
+	}
+
+	// The topics the processor uses are created before it starts.
+	script := strings.Join(c.Services["topics"].Command, "\n")
+	if !strings.Contains(script, "kafka:19092") || !advertised["kafka:19092"] {
+		t.Errorf("topics service does not use kafka's in-network listener")
+	}
+	for _, k := range []string{"ENRICHER_INPUT_TOPIC", "ENRICHER_OUTPUT_TOPIC", "ENRICHER_DLQ_TOPIC"} {
+		if !strings.Contains(script, " "+enr.Environment[k]+" ") && !strings.Contains(script, " "+enr.Environment[k]+";") {
+			t.Errorf("topics service does not create %s=%q", k, enr.Environment[k])
+		}
 	}
 
 	// The processor calls the simulator with the simulator's credentials.
