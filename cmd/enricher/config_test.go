@@ -3,6 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,5 +156,70 @@ func TestSASL(t *testing.T) {
 				t.Errorf("got SASL %v TLS %v", k.SASL, k.TLS)
 			}
 		})
+	}
+}
+
+// writeCert writes a self-signed certificate and its key as PEM files.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestKafkaTLS(t *testing.T) {
+	clearEnv(t)
+	cert, key := writeCert(t)
+	junk := filepath.Join(t.TempDir(), "junk.pem")
+	if err := os.WriteFile(junk, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	k, err := parsed(t, kafkaFlags(), parseKafka, "--kafka-tls-ca-file", cert, "--kafka-tls-cert-file", cert, "--kafka-tls-key-file", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.TLS == nil || k.TLS.RootCAs == nil || len(k.TLS.Certificates) != 1 || k.TLS.InsecureSkipVerify {
+		t.Errorf("mutual TLS config incomplete: %+v", k.TLS)
+	}
+
+	t.Setenv("ENRICHER_KAFKA_TLS", "true")
+	k, err = parsed(t, kafkaFlags(), parseKafka)
+	if err != nil || k.TLS == nil || k.TLS.RootCAs != nil {
+		t.Errorf("ENRICHER_KAFKA_TLS=true: TLS %+v, err %v; want system roots", k.TLS, err)
+	}
+
+	for _, tt := range []struct {
+		args    []string
+		setting string
+	}{
+		{[]string{"--kafka-tls-ca-file", junk}, "--kafka-tls-ca-file"},
+		{[]string{"--kafka-tls-cert-file", cert, "--kafka-tls-key-file", junk}, "--kafka-tls-cert-file"},
+	} {
+		_, err := parsed(t, kafkaFlags(), parseKafka, tt.args...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.setting) {
+			t.Errorf("%v: err %v, want a usage error naming %s", tt.args, err, tt.setting)
+		}
 	}
 }

@@ -192,3 +192,22 @@ func TestRunWrongSecretIsFatal(t *testing.T) {
 		t.Errorf("%d records published with a rejected key", n)
 	}
 }
+
+func TestGenerateCommand(t *testing.T) {
+	b, err := devkafka.Start(devkafka.Config{Partitions: 2, Topics: []string{"demo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	clearEnv(t)
+	t.Setenv("ENRICHER_BROKERS", b.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	code, _, stderr := runApp(t, ctx, "generate", "--input-topic", "demo", "--count", "30", "--rate", "1000", "--log-level", "warn")
+	if code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr)
+	}
+	if n := topicEnd(t, b.Addr(), "demo"); n != 30 {
+		t.Errorf("topic holds %d events, want 30", n)
+	}
+}
