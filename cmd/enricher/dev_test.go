@@ -110,3 +110,31 @@ func TestDevStack(t *testing.T) {
 		}
 	}
 }
+
+func TestSampleLine(t *testing.T) {
+	rec := `{"event":{"user_id":"u"},"enrichment":{"status":"ok","official_accounts":[{"official_account":"a"},{"official_account":"b"},{"official_account":"c"}],"total_count":3}}`
+	got := sampleLine([]byte(rec), 2)
+	if !strings.Contains(got, `"official_accounts":[{"official_account":"a"},{"official_account":"b"}]`) ||
+		strings.Contains(got, `"c"`) || !strings.HasSuffix(got, "(official_accounts: first 2 of 3 shown)") {
+		t.Errorf("cut record: %s", got)
+	}
+	for _, short := range []string{`{"enrichment":{"official_accounts":[]}}`, `not json`, `{"enrichment":3}`} {
+		if got := sampleLine([]byte(short), 2); got != short {
+			t.Errorf("%s changed to %s", short, got)
+		}
+	}
+}
+
+// FuzzSampleLine: any record bytes give a line, and records that are not
+// cut come back unchanged.
+func FuzzSampleLine(f *testing.F) {
+	f.Add([]byte(`{"enrichment":{"official_accounts":[1,2,3,4]}}`))
+	f.Add([]byte(`{"enrichment":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := sampleLine(b, 2)
+		if !strings.Contains(got, "first 2 of") && got != string(b) {
+			t.Errorf("uncut record changed: %q -> %q", b, got)
+		}
+	})
+}
