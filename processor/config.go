@@ -1,0 +1,263 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+// StartOffset is where a consumer group without a committed offset starts
+// reading a partition.
+type StartOffset string
+
+// Start offsets.
+const (
+	StartEarliest StartOffset = "earliest" // the oldest retained record (default)
+	StartLatest   StartOffset = "latest"   // only records produced after the group joined
+)
+
+// OrderBy selects the key whose records are enriched and published in offset
+// order (within a partition). Records with different keys run concurrently.
+type OrderBy string
+
+// Ordering keys.
+const (
+	// OrderByKafkaKey orders by the input record's key, falling back to the
+	// user id for records without a key (default).
+	OrderByKafkaKey OrderBy = "key"
+	// OrderByUser orders by the user id, whatever the record key.
+	OrderByUser OrderBy = "user"
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultMaxInFlight             = 1024
+	DefaultMaxInFlightPerPartition = 256
+	DefaultMaxEventBytes           = 1 << 20
+	DefaultCacheTTL                = 10 * time.Minute
+	DefaultNegativeCacheTTL        = time.Minute
+	DefaultCacheSize               = 100_000
+	DefaultCommitInterval          = time.Second
+	DefaultDrainTimeout            = 10 * time.Second
+	DefaultShutdownTimeout         = 30 * time.Second
+	DefaultPauseBackoff            = time.Second
+	DefaultBatchTimeout            = 5 * time.Millisecond
+	DefaultBatchSize               = 500
+	DefaultFetchMaxWait            = 250 * time.Millisecond
+)
+
+// Config configures a Processor (and a Pipeline). The zero value of every
+// optional field selects the documented default; Validate reports the first
+// missing or invalid setting.
+type Config struct {
+	// Brokers are the bootstrap addresses (host:port). Required.
+	Brokers []string
+	// InputTopic is the topic of user events. Required.
+	InputTopic string
+	// OutputTopic receives one enriched record per input record. Required.
+	OutputTopic string
+	// DLQTopic receives input records that cannot be enriched (malformed
+	// input), original bytes and key, with error headers. Required.
+	DLQTopic string
+	// Group is the consumer group id. Required.
+	Group string
+	// StartOffset applies to partitions the group has no committed offset
+	// for. Default StartEarliest.
+	StartOffset StartOffset
+
+	// UserIDPointer is the JSON pointer (RFC 6901) of the user id in an
+	// input event. Default "/user_id".
+	UserIDPointer string
+	// OrderBy selects the ordering key. Default OrderByKafkaKey.
+	OrderBy OrderBy
+	// MaxEventBytes is the largest input value accepted; larger ones go to
+	// the DLQ. Default 1 MiB.
+	MaxEventBytes int
+
+	// MaxInFlight bounds records fetched but not yet published, over all
+	// partitions; fetching waits while it is reached. Default 1024.
+	MaxInFlight int
+	// MaxInFlightPerPartition bounds them per partition. Default 256.
+	MaxInFlightPerPartition int
+
+	// CacheTTL is how long a user's subscriptions are reused. Default 10m.
+	CacheTTL time.Duration
+	// NegativeCacheTTL is how long user_not_found and invalid_user answers
+	// are reused. Default 1m.
+	NegativeCacheTTL time.Duration
+	// CacheSize is the maximum number of cached users. Default 100000.
+	CacheSize int
+
+	// CommitInterval is the period of offset commits. Default 1s.
+	CommitInterval time.Duration
+	// DrainTimeout bounds the wait for in-flight records of revoked
+	// partitions; what is left is dropped (and re-read by the next owner).
+	// Default 10s.
+	DrainTimeout time.Duration
+	// ShutdownTimeout bounds the wait for in-flight records when Run's
+	// context is canceled. Default 30s.
+	ShutdownTimeout time.Duration
+
+	// UnavailableAfter, when positive, publishes a record with status
+	// unavailable once the API has been unreachable (breaker open, retries
+	// exhausted) for that long for that record. Zero (default): wait for the
+	// API, with fetching paused, and never publish degraded records.
+	UnavailableAfter time.Duration
+	// PauseBackoff is how long fetching pauses, and a record waits before
+	// retrying, when the API is unreachable and did not say for how long.
+	// Default 1s.
+	PauseBackoff time.Duration
+
+	// BatchTimeout and BatchSize tune the output writer: a batch is sent when
+	// it holds BatchSize records or is BatchTimeout old. Defaults 5ms, 500.
+	BatchTimeout time.Duration
+	BatchSize    int
+	// FetchMaxWait bounds how long a fetch waits for new records. Default 250ms.
+	FetchMaxWait time.Duration
+	// AutoCreateTopics lets the writer create missing output topics. Default false.
+	AutoCreateTopics bool
+
+	// SessionTimeout, RebalanceTimeout and HeartbeatInterval tune the group
+	// membership. Defaults: kafka-go's (30s, 30s, 3s).
+	SessionTimeout, RebalanceTimeout, HeartbeatInterval time.Duration
+
+	// Dialer connects the consumer (group coordinator and fetchers); set its
+	// TLS and SASLMechanism for secured clusters. Default: plain TCP.
+	Dialer *kafka.Dialer
+	// Transport carries the writer's requests; set its TLS and SASL for
+	// secured clusters. Default: kafka-go's default transport.
+	Transport *kafka.Transport
+
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// TracerProvider and MeterProvider default to the otel globals. Trace
+	// context is read from and written to record headers with the global
+	// propagator, or W3C Trace Context and Baggage when none is set.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// Now is the clock for fetched_at and processed_at. Default time.Now.
+	Now func() time.Time
+}
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("processor: invalid config")
+
+// Validate reports the first missing or invalid setting.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case len(c.Brokers) == 0:
+		return bad("Brokers is empty")
+	case c.InputTopic == "":
+		return bad("InputTopic is empty")
+	case c.OutputTopic == "":
+		return bad("OutputTopic is empty")
+	case c.DLQTopic == "":
+		return bad("DLQTopic is empty")
+	case c.Group == "":
+		return bad("Group is empty")
+	case c.InputTopic == c.OutputTopic || c.InputTopic == c.DLQTopic:
+		return bad("InputTopic %q must differ from OutputTopic and DLQTopic", c.InputTopic)
+	}
+	for _, b := range c.Brokers {
+		if b == "" {
+			return bad("Brokers has an empty address")
+		}
+	}
+	switch c.StartOffset {
+	case "", StartEarliest, StartLatest:
+	default:
+		return bad("StartOffset %q: want %q or %q", c.StartOffset, StartEarliest, StartLatest)
+	}
+	switch c.OrderBy {
+	case "", OrderByKafkaKey, OrderByUser:
+	default:
+		return bad("OrderBy %q: want %q or %q", c.OrderBy, OrderByKafkaKey, OrderByUser)
+	}
+	if c.UserIDPointer != "" {
+		if _, err := newDecoder(c.UserIDPointer, 1); err != nil {
+			return bad("UserIDPointer: %v", err)
+		}
+	}
+	for name, v := range map[string]int{
+		"MaxInFlight": c.MaxInFlight, "MaxInFlightPerPartition": c.MaxInFlightPerPartition,
+		"MaxEventBytes": c.MaxEventBytes, "CacheSize": c.CacheSize, "BatchSize": c.BatchSize,
+	} {
+		if v < 0 {
+			return bad("%s %d is negative", name, v)
+		}
+	}
+	for name, v := range map[string]time.Duration{
+		"CacheTTL": c.CacheTTL, "NegativeCacheTTL": c.NegativeCacheTTL, "CommitInterval": c.CommitInterval,
+		"DrainTimeout": c.DrainTimeout, "ShutdownTimeout": c.ShutdownTimeout, "UnavailableAfter": c.UnavailableAfter,
+		"PauseBackoff": c.PauseBackoff, "BatchTimeout": c.BatchTimeout, "FetchMaxWait": c.FetchMaxWait,
+		"SessionTimeout": c.SessionTimeout, "RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
+	} {
+		if v < 0 {
+			return bad("%s %s is negative", name, v)
+		}
+	}
+	if c.MaxInFlight > 0 && c.MaxInFlightPerPartition > c.MaxInFlight {
+		return bad("MaxInFlightPerPartition %d exceeds MaxInFlight %d", c.MaxInFlightPerPartition, c.MaxInFlight)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero optional field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.StartOffset == "" {
+		c.StartOffset = StartEarliest
+	}
+	if c.OrderBy == "" {
+		c.OrderBy = OrderByKafkaKey
+	}
+	if c.UserIDPointer == "" {
+		c.UserIDPointer = schemas.DefaultUserIDPointer
+	}
+	def(&c.MaxInFlight, DefaultMaxInFlight)
+	def(&c.MaxInFlightPerPartition, min(DefaultMaxInFlightPerPartition, c.MaxInFlight))
+	def(&c.MaxEventBytes, DefaultMaxEventBytes)
+	def(&c.CacheSize, DefaultCacheSize)
+	def(&c.BatchSize, DefaultBatchSize)
+	defD(&c.CacheTTL, DefaultCacheTTL)
+	defD(&c.NegativeCacheTTL, DefaultNegativeCacheTTL)
+	defD(&c.CommitInterval, DefaultCommitInterval)
+	defD(&c.DrainTimeout, DefaultDrainTimeout)
+	defD(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	defD(&c.PauseBackoff, DefaultPauseBackoff)
+	defD(&c.BatchTimeout, DefaultBatchTimeout)
+	defD(&c.FetchMaxWait, DefaultFetchMaxWait)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) startOffset() int64 {
+	if c.StartOffset == StartLatest {
+		return kafka.LastOffset
+	}
+	return kafka.FirstOffset
+}

@@ -1,0 +1,111 @@
+package processor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/internal/devkafka"
+	"github.com/tencentchat-enricher/enricher/processor"
+)
+
+// The run command: a processor over the consumer group, stopped by a
+// signal; an app-fatal API answer ends it with a *processor.FatalError.
+func Example() {
+	api, err := client.New(client.Config{SDKAppID: 1400000001, Admin: "administrator", SecretKey: os.Getenv("TENCENT_SECRET_KEY"), Region: client.RegionSingapore})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer api.Close()
+	p, err := processor.New(processor.Config{
+		Brokers:    []string{"localhost:9092"},
+		InputTopic: "user-events", OutputTopic: "user-events-enriched", DLQTopic: "user-events-dlq",
+		Group: "enricher",
+	}, api)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := p.Run(ctx); err != nil {
+		var fe *processor.FatalError
+		if errors.As(err, &fe) {
+			log.Fatalf("fix %s", fe.Setting)
+		}
+		log.Fatal(err)
+	}
+}
+
+// sliceSource is a bounded Source: it submits fixed records of one
+// partition, drains, and returns. A replay source reads its records from
+// Kafka between offsets fixed at start instead.
+type sliceSource struct {
+	topic     string
+	partition int
+	records   []kafka.Message
+}
+
+func (s sliceSource) Run(ctx context.Context, p *processor.Pipeline) error {
+	c := p.Claim(s.topic, s.partition)
+	defer c.Release()
+	for _, m := range s.records {
+		select {
+		case <-p.Failed():
+			return nil // RunSource returns the *FatalError
+		default:
+		}
+		if err := c.Submit(ctx, m); err != nil {
+			return err
+		}
+	}
+	if err := c.Drain(ctx); err != nil {
+		return err
+	}
+	if off, ok := c.Committable(); ok {
+		fmt.Println("published up to offset", off) // a replay could record this
+	}
+	return nil
+}
+
+// fakeAPI answers every user with one official account.
+type fakeAPI struct{}
+
+func (fakeAPI) GetAll(ctx context.Context, user string) (*client.Subscriptions, error) {
+	return &client.Subscriptions{Accounts: []client.OfficialAccount{{OfficialAccount: "@TOA#_news"}}, TotalCount: 1, Pages: 1}, nil
+}
+
+// A bounded source runs through the same pipeline as the consumer group.
+func ExampleProcessor_RunSource() {
+	broker, err := devkafka.Start(devkafka.Config{Partitions: 1, Topics: []string{"user-events", "user-events-replayed", "user-events-dlq"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer broker.Close()
+	p, err := processor.New(processor.Config{
+		Brokers:    []string{broker.Addr()},
+		InputTopic: "user-events", OutputTopic: "user-events-replayed", DLQTopic: "user-events-dlq",
+		Group: "enricher-replay", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, fakeAPI{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	src := sliceSource{topic: "user-events", records: []kafka.Message{
+		{Topic: "user-events", Offset: 0, Value: []byte(`{"user_id":"user-1"}`)},
+		{Topic: "user-events", Offset: 1, Value: []byte(`not json`)},
+	}}
+	if err := p.RunSource(context.Background(), src); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(p.Stats().Out, "enriched,", p.Stats().DLQ, "dead-lettered")
+	// Output:
+	// published up to offset 2
+	// 1 enriched, 1 dead-lettered
+}

@@ -1,0 +1,148 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+// Fetcher is what the processor needs from the Tencent Chat client: every
+// subscription of one user, all pages. *client.Client implements it. It
+// must be safe for concurrent use; the processor calls it from many
+// goroutines and relies on it for rate limiting, retries and the breaker.
+type Fetcher interface {
+	GetAll(ctx context.Context, user string) (*client.Subscriptions, error)
+}
+
+// NewPipeline returns a pipeline enriching with f and publishing with a
+// kafka-go writer to cfg.Brokers; Sources feed it (see Source).
+func NewPipeline(cfg Config, f Fetcher) (*Pipeline, error) {
+	if f == nil {
+		return nil, fmt.Errorf("%w: nil Fetcher", ErrConfig)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return newPipeline(cfg, fetcherLookup(f, cfg.Now), newWriter(cfg))
+}
+
+// New returns a processor enriching with f, fed by the consumer group
+// Config.Group.
+func New(cfg Config, f Fetcher) (*Processor, error) {
+	if f == nil {
+		return nil, fmt.Errorf("%w: nil Fetcher", ErrConfig)
+	}
+	return newProcessor(cfg, func(c Config) lookupFunc { return fetcherLookup(f, c.Now) })
+}
+
+// fetcherLookup maps the client's answers to lookups: subscriptions → ok;
+// the per-record codes of the status table → user_not_found / invalid_user;
+// other per-record failures → enrichError (DLQ); app-fatal → *FatalError;
+// everything the client gave up retrying (transient, throttled, breaker
+// open) → unavailableError.
+func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
+	return func(ctx context.Context, user string) (lookup, error) {
+		subs, err := f.GetAll(ctx, user)
+		if err == nil {
+			return lookup{
+				status:    schemas.StatusOK,
+				accounts:  convertAccounts(subs.Accounts),
+				total:     subs.TotalCount,
+				complete:  true,
+				fetchedAt: now(),
+			}, nil
+		}
+		var apiErr *client.APIError
+		errors.As(err, &apiErr)
+		switch client.Classify(err) {
+		case client.ClassPermanent:
+			if apiErr != nil {
+				switch apiErr.Code {
+				case client.CodeUserNotFound:
+					return lookup{status: schemas.StatusUserNotFound, complete: true, fetchedAt: now()}, nil
+				case client.CodeInvalidUserID, client.CodeInvalidParameter, client.CodeInvalidPacket:
+					return lookup{status: schemas.StatusInvalidUser, complete: true, fetchedAt: now()}, nil
+				}
+				return lookup{}, &enrichError{code: apiErr.Code, err: err}
+			}
+			return lookup{}, &enrichError{err: err}
+		case client.ClassFatal:
+			fe := &FatalError{Setting: fatalSetting(apiErr), Err: err}
+			if apiErr != nil {
+				fe.Code, fe.HTTPStatus = apiErr.Code, apiErr.HTTPStatus
+			}
+			return lookup{}, fe
+		case client.ClassCanceled:
+			if ctx.Err() != nil {
+				return lookup{}, ctx.Err()
+			}
+		}
+		ue := &unavailableError{err: err}
+		var boe *client.BreakerOpenError
+		if errors.As(err, &boe) {
+			ue.retryAfter = boe.RetryAfter
+		}
+		return lookup{}, ue
+	}
+}
+
+// fatalSetting names the configuration to fix for an app-fatal answer.
+func fatalSetting(e *client.APIError) string {
+	if e == nil {
+		return "the API client configuration"
+	}
+	switch e.Code {
+	case 0:
+		return "the API base URL (BaseURL or Region): the server answered HTTP " + fmt.Sprint(e.HTTPStatus)
+	case client.CodeNoPermission:
+		return "the admin identifier (Admin): it lacks permission for official accounts"
+	case client.CodeServiceNotEnabled:
+		return "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console"
+	case client.CodeAppIDInvalid, client.CodeAppDisabled, client.CodePackageExpired, client.CodeMissingAppID:
+		return "the SDKAppID: the app is invalid, disabled or its package expired"
+	case client.CodeRequestDisabled:
+		return "the SDKAppID: this API is disabled for the app in the Chat console"
+	case client.CodeAdminRequired, client.CodeIdentifierMismatch, client.CodeAccountBlacklisted, client.CodeAccountNotImported, client.CodeWrongAccountType:
+		return "the admin identifier (Admin): it must be an imported app admin account"
+	case client.CodeIPNotAllowed:
+		return "the app's IP allow-list in the Chat console: this host's address is not allowed"
+	case client.CodeKeyNotFound, client.CodeAppIDNotFound:
+		return "the Region (or BaseURL): the app is not found in this region"
+	case client.CodeAppIDMismatch:
+		return "the SDKAppID or SecretKey: they do not belong together"
+	case client.CodeAccountOrSigError, client.CodeSigParseError, client.CodeUserSigExpired, client.CodeSigVerifyFailed,
+		client.CodeSigVerifyFailed2, client.CodeSigCheckRateLimited:
+		return "the SecretKey: the UserSig made with it is rejected"
+	case client.CodeMalformedURL, client.CodeMalformedJSON, client.CodeResourceError:
+		return "the API base URL (BaseURL): requests arrive malformed, check proxies"
+	}
+	return fmt.Sprintf("the API client configuration (ErrorCode %d)", e.Code)
+}
+
+// convertAccounts maps the API's accounts to the output schema's.
+func convertAccounts(in []client.OfficialAccount) []schemas.OfficialAccount {
+	out := make([]schemas.OfficialAccount, len(in))
+	for i, a := range in {
+		out[i] = schemas.OfficialAccount{
+			OfficialAccount: a.OfficialAccount,
+			Name:            a.Name,
+			OwnerAccount:    a.OwnerAccount,
+			CreateTime:      a.CreateTime,
+			LastMsgTime:     a.LastMsgTime,
+			SubscriberNum:   a.SubscriberNum,
+			Introduction:    a.Introduction,
+			FaceURL:         a.FaceURL,
+			Organization:    a.Organization,
+			CustomString:    a.CustomString,
+		}
+		if a.SelfInfo != nil {
+			out[i].SelfInfo = &schemas.SelfInfo{SubscribeTime: a.SelfInfo.SubscribeTime, CustomString: a.SelfInfo.CustomString}
+		}
+	}
+	return out
+}

@@ -1,0 +1,172 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+const instrumentationName = "github.com/tencentchat-enricher/enricher/processor"
+
+// Metric attribute keys.
+var (
+	attrStatus     = attribute.Key("enrichment.status")
+	attrErrorClass = attribute.Key("error.type")
+	attrTopic      = attribute.Key("messaging.destination.name")
+	attrPartition  = attribute.Key("messaging.destination.partition.id")
+	attrCache      = attribute.Key("enrichment.cache")
+	attrRetryAfter = attribute.Key("enrichment.retry_after")
+)
+
+// metrics are the pipeline's OTel instruments plus the counters behind
+// Stats. Telemetry never fails the data path: instrument creation errors
+// leave no-op instruments.
+type metrics struct {
+	in, out, dlq  metric.Int64Counter
+	cacheHits     metric.Int64Counter
+	cacheMisses   metric.Int64Counter
+	inflight      metric.Int64UpDownCounter
+	latency       metric.Float64Histogram // input timestamp to publish ack
+	processing    metric.Float64Histogram // fetch to publish ack
+	registration  metric.Registration
+	nIn, nOut     atomic.Int64
+	nDLQ, nPaused atomic.Int64
+	nInFlight     atomic.Int64
+	byStatus      [4]atomic.Int64 // indexed by statusIndex
+	byClass       [6]atomic.Int64 // indexed by classIndex
+}
+
+var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
+var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment}
+
+func statusIndex(s schemas.Status) int {
+	for i, x := range statuses {
+		if x == s {
+			return i
+		}
+	}
+	return 0
+}
+
+func classIndex(c ErrorClass) int {
+	for i, x := range classes {
+		if x == c {
+			return i
+		}
+	}
+	return len(classes) - 1
+}
+
+func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	m := mp.Meter(instrumentationName)
+	x := &metrics{}
+	x.in, _ = m.Int64Counter("enricher.records.in", metric.WithDescription("Input records fetched."), metric.WithUnit("{record}"))
+	x.out, _ = m.Int64Counter("enricher.records.out", metric.WithDescription("Enriched records published, by enrichment.status."), metric.WithUnit("{record}"))
+	x.dlq, _ = m.Int64Counter("enricher.records.dlq", metric.WithDescription("Records published to the dead-letter topic, by error.type."), metric.WithUnit("{record}"))
+	x.cacheHits, _ = m.Int64Counter("enricher.cache.hits", metric.WithDescription("Enrichments served from the cache."))
+	x.cacheMisses, _ = m.Int64Counter("enricher.cache.misses", metric.WithDescription("Enrichments that needed the API (or a coalesced call)."))
+	x.inflight, _ = m.Int64UpDownCounter("enricher.records.inflight", metric.WithDescription("Records fetched and not yet published."), metric.WithUnit("{record}"))
+	x.latency, _ = m.Float64Histogram("enricher.record.latency", metric.WithDescription("End-to-end latency: input record timestamp to output acknowledged."), metric.WithUnit("s"))
+	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
+	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
+	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
+	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
+	if lag != nil && committed != nil && ratio != nil {
+		x.registration, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			for _, ps := range p.partitionStats() {
+				attrs := metric.WithAttributes(attrTopic.String(ps.Topic), attrPartition.String(strconv.Itoa(ps.Partition)))
+				if ps.Committed >= 0 {
+					o.ObserveInt64(committed, ps.Committed, attrs)
+				}
+				if ps.Lag >= 0 {
+					o.ObserveInt64(lag, ps.Lag, attrs)
+				}
+			}
+			o.ObserveFloat64(ratio, p.enr.hitRatio())
+			return nil
+		}, lag, committed, ratio)
+	}
+	return x
+}
+
+func (m *metrics) recordIn(ctx context.Context) {
+	m.nIn.Add(1)
+	m.nInFlight.Add(1)
+	m.in.Add(ctx, 1)
+	m.inflight.Add(ctx, 1)
+}
+
+func (m *metrics) recordDone(ctx context.Context) {
+	m.nInFlight.Add(-1)
+	m.inflight.Add(ctx, -1)
+}
+
+func (m *metrics) recordOut(ctx context.Context, s schemas.Status, produced, fetched time.Time, now time.Time) {
+	m.nOut.Add(1)
+	m.byStatus[statusIndex(s)].Add(1)
+	m.out.Add(ctx, 1, metric.WithAttributes(attrStatus.String(string(s))))
+	m.observeLatency(ctx, produced, fetched, now)
+}
+
+func (m *metrics) recordDLQ(ctx context.Context, c ErrorClass, produced, fetched time.Time, now time.Time) {
+	m.nDLQ.Add(1)
+	m.byClass[classIndex(c)].Add(1)
+	m.dlq.Add(ctx, 1, metric.WithAttributes(attrErrorClass.String(string(c))))
+	m.observeLatency(ctx, produced, fetched, now)
+}
+
+func (m *metrics) observeLatency(ctx context.Context, produced, fetched, now time.Time) {
+	if !produced.IsZero() {
+		m.latency.Record(ctx, now.Sub(produced).Seconds())
+	}
+	m.processing.Record(ctx, now.Sub(fetched).Seconds())
+}
+
+func (m *metrics) cache(ctx context.Context, c schemas.CacheResult) {
+	if c == schemas.CacheHit {
+		m.cacheHits.Add(ctx, 1)
+	} else {
+		m.cacheMisses.Add(ctx, 1)
+	}
+}
+
+func (m *metrics) close() {
+	if m.registration != nil {
+		_ = m.registration.Unregister()
+	}
+}
+
+// Stats is a snapshot of the processor's counters since start, for summary
+// lines and tests.
+type Stats struct {
+	In, Out, DLQ  int64                    // records fetched, enriched records and DLQ records published
+	ByStatus      map[schemas.Status]int64 // enriched records by status
+	DLQByClass    map[ErrorClass]int64     // DLQ records by class
+	InFlight      int64                    // fetched, not yet published
+	CacheHits     int64
+	CacheMisses   int64
+	CacheHitRatio float64          // hits / (hits + misses); 0 before the first lookup
+	APICalls      int64            // lookups that reached the API client (after coalescing)
+	Pauses        int64            // times fetching paused because the API was unavailable
+	Paused        bool             // fetching is paused now
+	Partitions    []PartitionStats // by topic and partition
+}
+
+// PartitionStats describes one partition this processor owns.
+type PartitionStats struct {
+	Topic     string
+	Partition int
+	Committed int64 // last committed offset; -1 before the first commit
+	Lag       int64 // high watermark minus committed (or fetched) offset; -1 unknown
+	Pending   int   // fetched records not yet behind the watermark
+}

@@ -1,0 +1,278 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestClaimOrdersPerKeyUnderConcurrency: with random lookup latency and many
+// keys in flight, each key's records are published in offset order, keys
+// run concurrently, and the watermark ends one past the last offset.
+func TestClaimOrdersPerKeyUnderConcurrency(t *testing.T) {
+	var conc concurrency
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	lat := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Duration(rng.IntN(2000)) * time.Microsecond
+	}
+	fetch := func(ctx context.Context, user string) (lookup, error) {
+		conc.enter()
+		defer conc.leave()
+		t := time.NewTimer(lat())
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return lookup{}, ctx.Err()
+		}
+		return okLookup(1)(ctx, user)
+	}
+	cfg := testConfig()
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 64, 64
+	cfg.CacheSize = 1 // nearly every record needs a lookup
+	cfg.CacheTTL = time.Nanosecond
+	p, pub := newTestPipeline(t, cfg, fetch)
+	c := p.Claim("in", 0)
+	const n, keys = 2000, 40
+	ctx := context.Background()
+	keyRng := rand.New(rand.NewPCG(3, 4))
+	for i := range n {
+		key := fmt.Sprintf("k%d", keyRng.IntN(keys))
+		user := fmt.Sprintf("u%d", i) // distinct users: no coalescing hides concurrency
+		if err := c.Submit(ctx, kafka.Message{Topic: "in", Offset: int64(i), Key: []byte(key), Value: event(user, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := c.Release(); !ok || off != n {
+		t.Fatalf("final watermark %d,%v, want %d", off, ok, n)
+	}
+	msgs := pub.messages()
+	if len(msgs) != n {
+		t.Fatalf("published %d, want %d", len(msgs), n)
+	}
+	last := map[string]int64{}
+	for _, m := range msgs {
+		r := decodeOut(t, m)
+		k := string(m.Key)
+		if prev, ok := last[k]; ok && r.Source.Offset <= prev {
+			t.Fatalf("key %s: offset %d published after %d", k, r.Source.Offset, prev)
+		}
+		last[k] = r.Source.Offset
+	}
+	if conc.max.Load() < 8 {
+		t.Fatalf("max concurrent lookups %d: keys did not run concurrently", conc.max.Load())
+	}
+	t.Logf("max concurrent lookups: %d", conc.max.Load())
+}
+
+// TestClaimBackpressure: Submit blocks once the per-partition limit is
+// reached, and the limit bounds concurrent lookups.
+func TestClaimBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	var conc concurrency
+	fetch := func(ctx context.Context, user string) (lookup, error) {
+		conc.enter()
+		defer conc.leave()
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return lookup{}, ctx.Err()
+		}
+		return okLookup(0)(ctx, user)
+	}
+	cfg := testConfig()
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 8, 4
+	p, pub := newTestPipeline(t, cfg, fetch)
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	for i := range 4 {
+		if err := c.Submit(ctx, kafka.Message{Offset: int64(i), Value: event(fmt.Sprint("u", i), i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "4 lookups in flight", func() bool { return conc.cur.Load() == 4 })
+	// The fifth Submit must block: it returns only because its deadline passes.
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := c.Submit(tctx, kafka.Message{Offset: 4, Value: event("u4", 4)})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit over the limit = %v, want it blocked until its deadline", err)
+	}
+	if got := p.Stats().InFlight; got != 4 {
+		t.Fatalf("in flight %d, want 4", got)
+	}
+	// A second partition shares the global limit (8): 4 more fit.
+	c2 := p.Claim("in", 1)
+	for i := range 4 {
+		if err := c2.Submit(ctx, kafka.Message{Offset: int64(i), Value: event(fmt.Sprint("v", i), i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
+	err = p.Claim("in", 2).Submit(tctx, kafka.Message{Offset: 0, Value: event("w", 0)})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit over the global limit = %v, want blocked", err)
+	}
+	close(release)
+	for _, cl := range []*Claim{c, c2} {
+		if err := cl.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(pub.messages()); got != 8 {
+		t.Fatalf("published %d, want 8", got)
+	}
+	if m := conc.max.Load(); m > 8 {
+		t.Fatalf("%d concurrent lookups, limit 8", m)
+	}
+	// The blocked offset 4 was never admitted: the next Submit may reuse it.
+	if err := c.Submit(ctx, kafka.Message{Offset: 4, Value: event("u4", 4)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := c.Committable(); off != 5 {
+		t.Fatalf("watermark %d, want 5", off)
+	}
+}
+
+// TestClaimReleaseDropsWithoutPassingGaps: records stuck in enrichment are
+// dropped by Release and the watermark stays before the first of them.
+func TestClaimReleaseDropsWithoutPassingGaps(t *testing.T) {
+	fetch := func(ctx context.Context, user string) (lookup, error) {
+		if user == "stuck" {
+			<-ctx.Done()
+			return lookup{}, ctx.Err()
+		}
+		return okLookup(0)(ctx, user)
+	}
+	p, pub := newTestPipeline(t, testConfig(), fetch)
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	users := []string{"a", "b", "stuck", "c", "d"}
+	for i, u := range users {
+		if err := c.Submit(ctx, kafka.Message{Offset: int64(10 + i), Value: event(u, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "4 records published", func() bool { return len(pub.messages()) == 4 })
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	if err := c.Drain(tctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain = %v, want deadline (one record stuck)", err)
+	}
+	cancel()
+	off, ok := c.Release()
+	if !ok || off != 12 {
+		t.Fatalf("watermark after release %d,%v, want 12 (before the stuck record)", off, ok)
+	}
+	if err := c.Submit(ctx, kafka.Message{Offset: 20, Value: event("e", 0)}); !errors.Is(err, errReleased) {
+		t.Fatalf("Submit after Release = %v", err)
+	}
+}
+
+func TestPauseGateTimed(t *testing.T) {
+	g := newPauseGate(false, time.Hour, nil)
+	if g.paused() {
+		t.Fatal("paused at start")
+	}
+	g.pauseFor(time.Hour)
+	if !g.paused() || g.pauses.Load() != 1 {
+		t.Fatal("not paused")
+	}
+	g.pauseFor(time.Minute) // same pause
+	if g.pauses.Load() != 1 {
+		t.Fatalf("pauses = %d", g.pauses.Load())
+	}
+	done := make(chan error)
+	go func() { done <- g.wait(context.Background()) }()
+	g.resume()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	g.pauseFor(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := g.wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait = %v", err)
+	}
+	g.resume()
+	g.pauseFor(-time.Second) // already over
+	if g.paused() {
+		t.Fatal("paused after the advised wait")
+	}
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPauseGateHold: in hold mode the pause outlasts the advised wait while
+// records are in flight, lets one probe through when none is, and ends on
+// resume.
+func TestPauseGateHold(t *testing.T) {
+	var idle atomic.Bool
+	g := newPauseGate(true, time.Millisecond, idle.Load)
+	g.pauseFor(0)
+	if !g.paused() {
+		t.Fatal("hold-mode pause ended with its advised wait")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	err := g.wait(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait while records in flight = %v, want blocked", err)
+	}
+	idle.Store(true)
+	if err := g.wait(context.Background()); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	idle.Store(false)
+	done := make(chan error)
+	go func() { done <- g.wait(context.Background()) }()
+	g.resume()
+	if err := <-done; err != nil || g.paused() {
+		t.Fatalf("after resume: %v, paused %v", err, g.paused())
+	}
+}
+
+// BenchmarkClaimThroughput: records through Submit → decode → schedule →
+// enrich (cache hits over 100 users) → encode → publish (in memory) →
+// watermark.
+func BenchmarkClaimThroughput(b *testing.B) {
+	cfg := testConfig()
+	p, _ := newTestPipeline(b, cfg, okLookup(3))
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	values := make([][]byte, 100)
+	for i := range values {
+		values[i] = event(fmt.Sprint("u", i), i)
+	}
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		if err := c.Submit(ctx, kafka.Message{Topic: "in", Offset: off, Key: []byte(fmt.Sprint("k", off%64)), Value: values[off%100]}); err != nil {
+			b.Fatal(err)
+		}
+		off++
+	}
+	if err := c.Drain(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if got, _ := c.Committable(); got != off {
+		b.Fatalf("watermark %d, want %d", got, off)
+	}
+}

@@ -1,0 +1,128 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+// Dead-letter headers, added to the original record's headers.
+const (
+	HeaderErrorClass      = "enricher-error-class"      // an ErrorClass
+	HeaderErrorMessage    = "enricher-error-message"    // human-readable detail
+	HeaderSourceTopic     = "enricher-source-topic"     // input topic
+	HeaderSourcePartition = "enricher-source-partition" // input partition, decimal
+	HeaderSourceOffset    = "enricher-source-offset"    // input offset, decimal
+	HeaderAttempts        = "enricher-attempts"         // attempts made before giving up, decimal
+	HeaderSchema          = "enricher-schema"           // on output records: schemas.RecordVersion
+)
+
+// publisher is what the sink needs from a kafka.Writer.
+type publisher interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+// newWriter returns the writer of output and DLQ records: topic per
+// message, key-hashed partitions (same key, same partition), RequiredAcks
+// all, batches of BatchSize records or BatchTimeout.
+func newWriter(cfg Config) *kafka.Writer {
+	w := &kafka.Writer{
+		Addr:                   kafka.TCP(cfg.Brokers...),
+		Balancer:               &kafka.Hash{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchSize:              cfg.BatchSize,
+		BatchTimeout:           cfg.BatchTimeout,
+		AllowAutoTopicCreation: cfg.AutoCreateTopics,
+	}
+	if cfg.Transport != nil {
+		w.Transport = cfg.Transport
+	}
+	return w
+}
+
+// publish writes msg, retrying with backoff until it is acknowledged or ctx
+// ends. A record is never given up on: its offset must not be committed
+// before it is published.
+func (p *Pipeline) publish(ctx context.Context, msg kafka.Message) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := p.out.WriteMessages(ctx, msg)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.cfg.Logger.Warn("publish failed, retrying", "topic", msg.Topic, "error", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// outputMessage builds the enriched record of r.
+func (p *Pipeline) outputMessage(r *record, l lookup, cache schemas.CacheResult) (kafka.Message, error) {
+	rec := schemas.Record{
+		SchemaVersion: schemas.RecordVersion,
+		Event:         r.msg.Value,
+		Source: schemas.Source{
+			Topic:     r.msg.Topic,
+			Partition: r.msg.Partition,
+			Offset:    r.msg.Offset,
+			Timestamp: r.msg.Time,
+		},
+		Enrichment: schemas.Enrichment{
+			Status:           l.status,
+			OfficialAccounts: l.accounts,
+			TotalCount:       l.total,
+			Complete:         l.complete,
+			Cache:            cache,
+		},
+		ProcessedAt: p.cfg.Now(),
+	}
+	if len(r.msg.Key) > 0 {
+		k := string(r.msg.Key)
+		rec.Source.Key = &k
+	}
+	if !l.fetchedAt.IsZero() {
+		rec.Enrichment.FetchedAt = &l.fetchedAt
+	}
+	value, err := rec.Encode(make([]byte, 0, 256+len(r.msg.Value)+200*len(l.accounts)))
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	key := r.msg.Key
+	if len(key) == 0 {
+		key = []byte(r.userID)
+	}
+	headers := make([]kafka.Header, 0, len(r.msg.Headers)+3)
+	headers = append(headers, r.msg.Headers...)
+	c := HeaderCarrier(headers)
+	c.Set(HeaderSchema, schemas.RecordVersion)
+	return kafka.Message{Topic: p.cfg.OutputTopic, Key: key, Value: value, Headers: c}, nil
+}
+
+// dlqMessage builds the dead-letter record of r: original key, value and
+// headers, plus headers naming the error and the source.
+func (p *Pipeline) dlqMessage(r *record, class ErrorClass, detail string, attempts int) kafka.Message {
+	headers := make([]kafka.Header, 0, len(r.msg.Headers)+8)
+	headers = append(headers, r.msg.Headers...)
+	c := HeaderCarrier(headers)
+	c.Set(HeaderErrorClass, string(class))
+	c.Set(HeaderErrorMessage, detail)
+	c.Set(HeaderSourceTopic, r.msg.Topic)
+	c.Set(HeaderSourcePartition, strconv.Itoa(r.msg.Partition))
+	c.Set(HeaderSourceOffset, strconv.FormatInt(r.msg.Offset, 10))
+	c.Set(HeaderAttempts, strconv.Itoa(attempts))
+	return kafka.Message{Topic: p.cfg.DLQTopic, Key: r.msg.Key, Value: r.msg.Value, Headers: c}
+}

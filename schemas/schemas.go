@@ -1,0 +1,213 @@
+// Package schemas holds the JSON Schemas (draft 2020-12) of the processor's
+// input and output, embedded in the binary, with the matching Go types and a
+// validator.
+//
+// The schema files are versioned in their names: user-event.v1.json describes
+// an input event, enriched-record.v1.json one record of the output topic. A
+// change that is not backwards compatible gets a new file and a new version
+// constant; the old ones stay.
+package schemas
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Schema file names (also the last segment of each schema's $id).
+const (
+	UserEventV1File      = "user-event.v1.json"
+	EnrichedRecordV1File = "enriched-record.v1.json"
+)
+
+// RecordVersion is the value of an enriched record's schema_version field.
+const RecordVersion = "enriched-record.v1"
+
+// DefaultUserIDPointer is the JSON pointer (RFC 6901) of the user id in an
+// input event when none is configured.
+const DefaultUserIDPointer = "/user_id"
+
+// Files holds the schema files.
+//
+//go:embed user-event.v1.json enriched-record.v1.json
+var Files embed.FS
+
+// UserEvent is the part of an input event the processor interprets in the
+// default layout. Every other field passes through untouched.
+type UserEvent struct {
+	UserID string `json:"user_id"`
+}
+
+// Status is the outcome of enriching one event.
+type Status string
+
+// Statuses of an enriched record.
+const (
+	StatusOK           Status = "ok"             // subscriptions fetched
+	StatusUserNotFound Status = "user_not_found" // API error 130004
+	StatusInvalidUser  Status = "invalid_user"   // API errors 130007, 6017, 20001
+	StatusUnavailable  Status = "unavailable"    // API unreachable past the configured deadline
+)
+
+// CacheResult says whether the enrichment came from the cache.
+type CacheResult string
+
+// Cache results.
+const (
+	CacheHit  CacheResult = "hit"
+	CacheMiss CacheResult = "miss"
+)
+
+// Record is one record of the output topic (enriched-record.v1.json).
+// Encode it with Encode, which embeds Event byte for byte; json.Marshal
+// would compact it.
+type Record struct {
+	SchemaVersion string          `json:"schema_version"`
+	Event         json.RawMessage `json:"event"`
+	Source        Source          `json:"source"`
+	Enrichment    Enrichment      `json:"enrichment"`
+	ProcessedAt   time.Time       `json:"processed_at"`
+}
+
+// Source says where an input event was read from.
+type Source struct {
+	Topic     string    `json:"topic"`
+	Partition int       `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Timestamp time.Time `json:"timestamp"`
+	Key       *string   `json:"key"` // nil: the record had no key
+}
+
+// Enrichment is the outcome of looking up the user's subscriptions.
+type Enrichment struct {
+	Status           Status            `json:"status"`
+	OfficialAccounts []OfficialAccount `json:"official_accounts"`
+	TotalCount       int               `json:"total_count"`
+	Complete         bool              `json:"complete"`
+	FetchedAt        *time.Time        `json:"fetched_at"` // nil for StatusUnavailable
+	Cache            CacheResult       `json:"cache"`
+}
+
+// OfficialAccount is one subscribed official account. Pointer fields are nil
+// when the API omitted them.
+type OfficialAccount struct {
+	OfficialAccount string    `json:"official_account"`
+	Name            *string   `json:"name,omitempty"`
+	OwnerAccount    *string   `json:"owner_account,omitempty"`
+	CreateTime      *int64    `json:"create_time,omitempty"`
+	LastMsgTime     *int64    `json:"last_msg_time,omitempty"`
+	SubscriberNum   *int64    `json:"subscriber_num,omitempty"`
+	Introduction    *string   `json:"introduction,omitempty"`
+	FaceURL         *string   `json:"face_url,omitempty"`
+	Organization    *string   `json:"organization,omitempty"`
+	CustomString    *string   `json:"custom_string,omitempty"`
+	SelfInfo        *SelfInfo `json:"self_info,omitempty"`
+}
+
+// SelfInfo is the subscriber's own information for one official account.
+type SelfInfo struct {
+	SubscribeTime *int64  `json:"subscribe_time,omitempty"`
+	CustomString  *string `json:"custom_string,omitempty"`
+}
+
+// recordRest is Record without the event, for Encode.
+type recordRest struct {
+	SchemaVersion string     `json:"schema_version"`
+	Source        Source     `json:"source"`
+	Enrichment    Enrichment `json:"enrichment"`
+	ProcessedAt   time.Time  `json:"processed_at"`
+}
+
+// ErrEmptyEvent is returned by Encode for a record without an event.
+var ErrEmptyEvent = errors.New("schemas: record has no event")
+
+// Encode appends the JSON encoding of r to dst, with Event embedded byte for
+// byte (it must hold one JSON value; Encode does not re-validate it). Times
+// are written in UTC; a nil OfficialAccounts is written as [].
+func (r *Record) Encode(dst []byte) ([]byte, error) {
+	if len(bytes.TrimSpace(r.Event)) == 0 {
+		return dst, ErrEmptyEvent
+	}
+	rest := recordRest{
+		SchemaVersion: r.SchemaVersion,
+		Source:        r.Source,
+		Enrichment:    r.Enrichment,
+		ProcessedAt:   r.ProcessedAt.UTC(),
+	}
+	rest.Source.Timestamp = rest.Source.Timestamp.UTC()
+	if rest.Enrichment.FetchedAt != nil {
+		t := rest.Enrichment.FetchedAt.UTC()
+		rest.Enrichment.FetchedAt = &t
+	}
+	if rest.Enrichment.OfficialAccounts == nil {
+		rest.Enrichment.OfficialAccounts = []OfficialAccount{}
+	}
+	b, err := json.Marshal(rest)
+	if err != nil {
+		return dst, fmt.Errorf("schemas: encode record: %w", err)
+	}
+	dst = append(dst, `{"event":`...)
+	dst = append(dst, r.Event...)
+	dst = append(dst, ',')
+	return append(dst, b[1:]...), nil
+}
+
+// Validator validates documents against the embedded schemas. It is safe for
+// concurrent use.
+type Validator struct {
+	event, record *jsonschema.Schema
+}
+
+// NewValidator compiles the embedded schemas, with format assertions
+// (date-time) on.
+func NewValidator() (*Validator, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat()
+	const base = "https://github.com/tencentchat-enricher/enricher/schemas/"
+	for _, name := range []string{UserEventV1File, EnrichedRecordV1File} {
+		f, err := Files.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("schemas: open %s: %w", name, err)
+		}
+		doc, err := jsonschema.UnmarshalJSON(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("schemas: parse %s: %w", name, err)
+		}
+		if err := c.AddResource(base+name, doc); err != nil {
+			return nil, fmt.Errorf("schemas: add %s: %w", name, err)
+		}
+	}
+	ev, err := c.Compile(base + UserEventV1File)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: compile %s: %w", UserEventV1File, err)
+	}
+	rec, err := c.Compile(base + EnrichedRecordV1File)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: compile %s: %w", EnrichedRecordV1File, err)
+	}
+	return &Validator{event: ev, record: rec}, nil
+}
+
+// ValidateEvent validates data against user-event.v1.json.
+func (v *Validator) ValidateEvent(data []byte) error { return validate(v.event, data) }
+
+// ValidateRecord validates data against enriched-record.v1.json.
+func (v *Validator) ValidateRecord(data []byte) error { return validate(v.record, data) }
+
+func validate(s *jsonschema.Schema, data []byte) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("schemas: not JSON: %w", err)
+	}
+	if err := s.Validate(inst); err != nil {
+		return fmt.Errorf("schemas: %w", err)
+	}
+	return nil
+}
