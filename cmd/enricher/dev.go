@@ -319,7 +319,7 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, proc *processo
 			for i := 0; i < s.Samples; i++ {
 				select {
 				case m := <-samples:
-					fmt.Fprintf(out, "  sample: %s\n", sampleLine(m.Value, 2))
+					fmt.Fprintf(out, "  sample: %s\n", sampleLine(m.Value, 1))
 				default:
 					i = s.Samples
 				}
