@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -35,7 +37,7 @@ type runStack struct {
 	invalid int
 }
 
-func newRunStack(t *testing.T, events int) *runStack {
+func newRunStack(t *testing.T, events, users int) *runStack {
 	t.Helper()
 	b, err := devkafka.Start(devkafka.Config{Partitions: 3, Topics: []string{defaultInputTopic, defaultOutputTopic, defaultDLQTopic}})
 	if err != nil {
@@ -48,7 +50,7 @@ func newRunStack(t *testing.T, events int) *runStack {
 	}
 	t.Cleanup(func() { sim.Close() })
 
-	g, err := eventgen.New(eventgen.Config{Seed: 4, Users: 50, MalformedShare: 0.1, Rate: 1e5, Count: events, UserID: simulator.UserID})
+	g, err := eventgen.New(eventgen.Config{Seed: 4, Users: users, MalformedShare: 0.1, Rate: 1e5, Count: events, UserID: simulator.UserID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +88,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the processor")
 	}
-	st := newRunStack(t, 200)
+	st := newRunStack(t, 200, 50)
 	clearEnv(t)
 	httpAddr := freeAddr(t)
 	t.Setenv("ENRICHER_BROKERS", st.broker.Addr())
@@ -160,7 +162,7 @@ func TestRunWrongSecretIsFatal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the processor")
 	}
-	st := newRunStack(t, 20)
+	st := newRunStack(t, 20, 50)
 	clearEnv(t)
 	const wrong = "wrong-key-sentinel-51c3"
 	t.Setenv("ENRICHER_BROKERS", st.broker.Addr())
@@ -209,5 +211,114 @@ func TestGenerateCommand(t *testing.T) {
 	}
 	if n := topicEnd(t, b.Addr(), "demo"); n != 30 {
 		t.Errorf("topic holds %d events, want 30", n)
+	}
+}
+
+// readAll returns every record of the topic, read up to the end offsets.
+func readAll(t *testing.T, addr, topic string) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	parts, err := (&kafka.Dialer{}).LookupPartitions(ctx, "tcp", addr, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []kafka.Message
+	for _, p := range parts {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: p.ID, MaxWait: 50 * time.Millisecond})
+		for {
+			lag, err := r.ReadLag(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lag == 0 {
+				break
+			}
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, m)
+		}
+		r.Close()
+	}
+	return all
+}
+
+// TestRunScaleOut runs two instances in one group, each with half the API
+// budget, as the README describes: together they enrich every event, and the
+// API never sees more than 200 calls in a second.
+func TestRunScaleOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two processors")
+	}
+	st := newRunStack(t, 1500, 1000)
+	clearEnv(t)
+	t.Setenv("ENRICHER_BROKERS", st.broker.Addr())
+	t.Setenv("ENRICHER_IM_BASE_URL", st.sim.URL())
+	t.Setenv("ENRICHER_IM_SDKAPPID", "1400000001")
+	t.Setenv("ENRICHER_IM_ADMIN", "administrator")
+	t.Setenv(envSecretKey, testSecret)
+	t.Setenv("ENRICHER_API_RATE", "100")
+	t.Setenv("ENRICHER_HTTP_ADDR", "")
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs [2]syncBuffer
+	done := make(chan int, 2)
+	for i := range logs {
+		go func() { done <- run(ctx, []string{"enricher", "run", "--cache-size", "1"}, io.Discard, &logs[i]) }()
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for topicEnd(t, st.broker.Addr(), defaultOutputTopic) < st.valid {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 90s only %d of %d records enriched\n%s\n%s", topicEnd(t, st.broker.Addr(), defaultOutputTopic), st.valid, logs[0].String(), logs[1].String())
+		}
+		select {
+		case c := <-done:
+			t.Fatalf("an instance exited with %d\n%s\n%s", c, logs[0].String(), logs[1].String())
+		case <-tick.C:
+		}
+	}
+	cancel()
+	for range logs {
+		if c := <-done; c != 0 {
+			t.Errorf("exit code %d", c)
+		}
+	}
+
+	// At-least-once: every input offset is enriched, duplicates allowed.
+	seen := map[string]bool{}
+	for _, m := range readAll(t, st.broker.Addr(), defaultOutputTopic) {
+		var rec struct {
+			Source struct {
+				Partition int   `json:"partition"`
+				Offset    int64 `json:"offset"`
+			} `json:"source"`
+		}
+		if err := json.Unmarshal(m.Value, &rec); err != nil {
+			t.Fatal(err)
+		}
+		seen[fmt.Sprint(rec.Source.Partition, "/", rec.Source.Offset)] = true
+	}
+	if len(seen) != st.valid {
+		t.Errorf("%d distinct inputs enriched, want %d", len(seen), st.valid)
+	}
+	s := st.sim.Stats()
+	t.Logf("%d API calls, at most %d in a second", s.Total, s.MaxPerSecond)
+	if s.MaxPerSecond > 200 {
+		t.Errorf("the API saw %d calls in one second; the instances' budgets sum to 200", s.MaxPerSecond)
+	}
+	if s.Total < st.valid/2 {
+		t.Errorf("only %d API calls for %d events with a one-entry cache: the test does not load the API", s.Total, st.valid)
+	}
+	for i := range logs {
+		if !strings.Contains(logs[i].String(), "partitions assigned") {
+			t.Errorf("instance %d never got partitions:\n%s", i, logs[i].String())
+		}
 	}
 }
