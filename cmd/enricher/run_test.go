@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,8 +100,23 @@ func TestRunEndToEnd(t *testing.T) {
 	t.Setenv("ENRICHER_IM_ADMIN", "administrator")
 	t.Setenv(envSecretKey, testSecret)
 	t.Setenv("ENRICHER_HTTP_ADDR", httpAddr)
+	// Traces go to an OTLP/HTTP receiver, as they go to Jaeger in docker-compose.
+	var traceMu sync.Mutex
+	var traceBodies []byte
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/traces" {
+			traceMu.Lock()
+			traceBodies = append(traceBodies, b...)
+			traceMu.Unlock()
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer otlp.Close()
 	t.Setenv("OTEL_TRACES_EXPORTER", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_SERVICE_NAME", "enricher-e2e")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -153,6 +171,17 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(out.String()+errb.String(), testSecret) {
 		t.Error("the secret key appears in the output")
+	}
+	// Spans were flushed on shutdown (OTLP protobuf carries names as raw bytes).
+	traceMu.Lock()
+	defer traceMu.Unlock()
+	for _, want := range []string{"enricher-e2e", "process " + defaultInputTopic, "enrich", "tencentchat.attempt", "send " + defaultOutputTopic} {
+		if !bytes.Contains(traceBodies, []byte(want)) {
+			t.Errorf("exported traces lack %q (%d bytes received)", want, len(traceBodies))
+		}
+	}
+	if bytes.Contains(traceBodies, []byte(testSecret)) {
+		t.Error("the secret key appears in the exported spans")
 	}
 }
 
