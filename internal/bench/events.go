@@ -1,37 +1,53 @@
 package bench
 
 import (
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/internal/eventgen"
 )
 
-// userSequence returns the user index of every event of s: a Zipf draw
-// over s.Users (rank r is mapped to a fixed random permutation of the
-// users, so popularity does not follow the user numbering), or a random
-// permutation of distinct users when s.Distinct(). The same scenario always
-// yields the same sequence.
-func userSequence(s Scenario) []int32 {
-	rng := rand.New(rand.NewPCG(s.Seed, 0x62656e6368))
-	seq := make([]int32, s.Events)
+// eventSource yields the input events of a scenario in order, each with
+// the index of its user (userID(index) is its user id). The same scenario
+// always yields the same users in the same order.
+type eventSource struct {
+	next func() (kafka.Message, int32)
+}
+
+// newEventSource returns the events of s: valid sample events from the
+// event generator with Zipf-distributed users, or, when s.Distinct(), the
+// same kind of event for a random permutation of distinct users. Events are
+// timestamped with now().
+func newEventSource(s Scenario, now func() time.Time) (*eventSource, error) {
 	if s.Distinct() {
-		for i, u := range rng.Perm(s.Events) {
-			seq[i] = int32(u)
-		}
-		return seq
+		rng := rand.New(rand.NewPCG(s.Seed, 0x62656e6368))
+		perm := rng.Perm(s.Events)
+		i := 0
+		return &eventSource{next: func() (kafka.Message, int32) {
+			u := perm[i]
+			i++
+			ev := eventgen.Event{UserID: userID(u), EventID: s.Name + "-" + strconv.Itoa(i), Type: "message_sent", TS: now().UTC().Format(time.RFC3339)}
+			v, _ := json.Marshal(ev) // strings only: cannot fail
+			return kafka.Message{Key: []byte(ev.UserID), Value: v}, int32(u)
+		}}, nil
 	}
-	perm := rng.Perm(s.Users)
-	var draw func() int
-	if s.Users == 1 {
-		draw = func() int { return 0 }
-	} else {
-		z := rand.NewZipf(rng, s.ZipfS, 1, uint64(s.Users-1))
-		draw = func() int { return int(z.Uint64()) }
+	var last int32
+	g, err := eventgen.New(eventgen.Config{
+		Seed: s.Seed, Users: s.Users, Skew: s.ZipfS, Now: now,
+		UserID: func(i int) string { last = int32(i); return userID(i) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: events of %s: %w", s.Name, err)
 	}
-	for i := range seq {
-		seq[i] = int32(perm[draw()])
-	}
-	return seq
+	return &eventSource{next: func() (kafka.Message, int32) {
+		m, _ := g.Next() // no malformed share: always valid
+		return m, last
+	}}, nil
 }
 
 // distinctUsers counts the distinct users of a sequence.
@@ -41,18 +57,4 @@ func distinctUsers(seq []int32) int {
 		seen[u] = struct{}{}
 	}
 	return len(seen)
-}
-
-// appendEvent appends event i of a scenario as a user-event JSON document.
-func appendEvent(b []byte, scenario string, i int, user string, at time.Time) []byte {
-	b = append(b, `{"event_id":"`...)
-	b = append(b, scenario...)
-	b = append(b, '-')
-	b = strconv.AppendInt(b, int64(i), 10)
-	b = append(b, `","user_id":"`...)
-	b = append(b, user...)
-	b = append(b, `","type":"message_sent","ts":"`...)
-	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `"}`...)
-	return b
 }

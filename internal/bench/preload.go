@@ -17,9 +17,13 @@ const (
 )
 
 // preload produces the events of s (keyed by user, timestamped now) into
-// topic and returns when the broker has acknowledged all of them. It is not
-// part of any measured time.
-func preload(ctx context.Context, broker, topic string, s Scenario, seq []int32) error {
+// topic and returns, once the broker has acknowledged all of them, the user
+// index of every event in order. It is not part of any measured time.
+func preload(ctx context.Context, broker, topic string, s Scenario) ([]int32, error) {
+	src, err := newEventSource(s, time.Now)
+	if err != nil {
+		return nil, err
+	}
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(broker),
 		Topic:        topic,
@@ -29,30 +33,30 @@ func preload(ctx context.Context, broker, topic string, s Scenario, seq []int32)
 		BatchBytes:   900_000, // under the broker's 1 MB message.max.bytes
 		BatchTimeout: time.Millisecond,
 	}
+	seq := make([]int32, s.Events)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(preloadConcurrency)
-	for start := 0; start < len(seq); start += preloadChunk {
-		end := min(start+preloadChunk, len(seq))
+	for start := 0; start < s.Events; start += preloadChunk {
+		end := min(start+preloadChunk, s.Events)
+		msgs := make([]kafka.Message, 0, end-start)
+		for i := start; i < end; i++ {
+			m, u := src.next()
+			msgs = append(msgs, m)
+			seq[i] = u
+		}
 		g.Go(func() error {
-			msgs := make([]kafka.Message, 0, end-start)
-			now := time.Now()
-			for i := start; i < end; i++ {
-				user := userID(int(seq[i]))
-				msgs = append(msgs, kafka.Message{
-					Key:   []byte(user),
-					Value: appendEvent(make([]byte, 0, 160), s.Name, i, user, now),
-					Time:  now,
-				})
-			}
 			if err := w.WriteMessages(gctx, msgs...); err != nil {
 				return fmt.Errorf("bench: preload %s events %d-%d: %w", s.Name, start, end, err)
 			}
 			return nil
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if cerr := w.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("bench: preload %s: close writer: %w", s.Name, cerr)
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return seq, nil
 }

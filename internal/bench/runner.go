@@ -171,8 +171,6 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	}
 	defer b.Close()
 
-	seq := userSequence(s)
-	res.DistinctUsers = distinctUsers(seq)
 	j := job{
 		Scenario: s, Brokers: []string{b.Addr()},
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
@@ -180,7 +178,11 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	}
 	var api *simAPI
 	if s.Workload == WorkloadProcessor {
-		api, err = startAPI(apiSettings{rate: r.cfg.Rate, latency: r.cfg.Latency, jitter: r.cfg.Jitter, users: maxUser(seq) + 1})
+		users := s.Users // the population, or one user per event
+		if s.Distinct() {
+			users = s.Events
+		}
+		api, err = startAPI(apiSettings{rate: r.cfg.Rate, latency: r.cfg.Latency, jitter: r.cfg.Jitter, users: users})
 		if err != nil {
 			return err
 		}
@@ -189,10 +191,12 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 	}
 
 	t0 := time.Now()
-	if err := preload(ctx, b.Addr(), inputTopic, s, seq); err != nil {
+	seq, err := preload(ctx, b.Addr(), inputTopic, s)
+	if err != nil {
 		return err
 	}
 	res.PreloadSeconds = time.Since(t0).Seconds()
+	res.DistinctUsers = distinctUsers(seq)
 
 	watch := watchOutput(b.Cluster(), int64(s.Events), outputTopic, dlqTopic)
 	run, err := r.runChild(ctx, j, watch)
@@ -354,14 +358,6 @@ func arrivedAfter(arrivals []arrival, t time.Time) int64 {
 		}
 	}
 	return n
-}
-
-func maxUser(seq []int32) int {
-	m := int32(0)
-	for _, u := range seq {
-		m = max(m, u)
-	}
-	return int(m)
 }
 
 func usersLabel(s Scenario) string {

@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 func TestSelect(t *testing.T) {
@@ -63,37 +66,58 @@ func TestScenariosScale(t *testing.T) {
 	}
 }
 
-func TestUserSequence(t *testing.T) {
+func TestEventSource(t *testing.T) {
+	now := func() time.Time { return time.Unix(1_700_000_000, 0) }
+	draw := func(s Scenario) ([]int32, []kafka.Message) {
+		src, err := newEventSource(s, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := make([]int32, s.Events)
+		msgs := make([]kafka.Message, s.Events)
+		for i := range seq {
+			msgs[i], seq[i] = src.next()
+		}
+		return seq, msgs
+	}
 	tests := []struct {
 		name         string
 		s            Scenario
 		wantDistinct func(int) bool
 	}{
-		{"distinct", Scenario{Events: 5000, Seed: 2}, func(d int) bool { return d == 5000 }},
-		{"zipf", Scenario{Events: 20_000, Users: 2_000, ZipfS: 1.1, Seed: 1}, func(d int) bool { return d > 100 && d <= 2000 }},
-		{"one user", Scenario{Events: 10, Users: 1, ZipfS: 1.1}, func(d int) bool { return d == 1 }},
+		{"distinct", Scenario{Name: "cold", Events: 5000, Seed: 2}, func(d int) bool { return d == 5000 }},
+		{"zipf", Scenario{Name: "warm", Events: 20_000, Users: 2_000, ZipfS: 1.1, Seed: 1}, func(d int) bool { return d > 100 && d <= 2000 }},
+		{"one user", Scenario{Name: "one", Events: 10, Users: 1, ZipfS: 1.1}, func(d int) bool { return d == 1 }},
 	}
 	for _, tt := range tests {
-		seq := userSequence(tt.s)
-		if len(seq) != tt.s.Events {
-			t.Fatalf("%s: %d events, want %d", tt.name, len(seq), tt.s.Events)
-		}
+		seq, msgs := draw(tt.s)
 		if d := distinctUsers(seq); !tt.wantDistinct(d) {
 			t.Errorf("%s: %d distinct users", tt.name, d)
 		}
-		limit := tt.s.Users
+		limit := int32(tt.s.Users)
 		if tt.s.Distinct() {
-			limit = tt.s.Events
+			limit = int32(tt.s.Events)
 		}
-		if m := maxUser(seq); m >= limit {
-			t.Errorf("%s: user %d outside [0, %d)", tt.name, m, limit)
+		for i, m := range msgs {
+			var ev struct {
+				UserID string `json:"user_id"`
+			}
+			if err := json.Unmarshal(m.Value, &ev); err != nil {
+				t.Fatalf("%s: event %d %q: %v", tt.name, i, m.Value, err)
+			}
+			if ev.UserID != userID(int(seq[i])) || string(m.Key) != ev.UserID {
+				t.Fatalf("%s: event %d has user %q, key %q; want %q", tt.name, i, ev.UserID, m.Key, userID(int(seq[i])))
+			}
+			if seq[i] < 0 || seq[i] >= limit {
+				t.Fatalf("%s: user %d outside [0, %d)", tt.name, seq[i], limit)
+			}
 		}
-		if !slices.Equal(seq, userSequence(tt.s)) {
+		if again, _ := draw(tt.s); !slices.Equal(seq, again) {
 			t.Errorf("%s: sequence is not reproducible", tt.name)
 		}
 	}
 	// Zipf skew: the hottest user carries far more than a uniform share.
-	seq := userSequence(Scenario{Events: 100_000, Users: 2_000, ZipfS: 1.1, Seed: 1})
+	seq, _ := draw(Scenario{Name: "warm", Events: 100_000, Users: 2_000, ZipfS: 1.1, Seed: 1})
 	counts := map[int32]int{}
 	hottest := 0
 	for _, u := range seq {
