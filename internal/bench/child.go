@@ -52,7 +52,8 @@ type childMessage struct {
 // workloads maps a workload to the function a child runs. Each returns when
 // ctx is canceled, with its statistics (JSON-serialisable) or an error.
 var workloads = map[Workload]func(ctx context.Context, j job) (any, error){
-	WorkloadCopy: runCopy,
+	WorkloadCopy:      runCopy,
+	WorkloadProcessor: runProcessor,
 }
 
 // ServeChild is the child side of a Runner: it reads one job from in, runs
@@ -71,7 +72,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	run, ok := workloads[j.Scenario.Workload]
 	if !ok {
-		return fmt.Errorf("bench child: workload %q is not available in this build", j.Scenario.Workload)
+		return fmt.Errorf("bench child: unknown workload %q", j.Scenario.Workload)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -10,8 +10,6 @@ import (
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
-func init() { workloads[WorkloadProcessor] = runProcessor }
-
 // runProcessor runs the processor with its defaults, enriching through a
 // client of the simulated API that keeps the job's budget, until ctx is
 // canceled. Warnings and errors go to standard error (the parent keeps the
