@@ -536,4 +536,3 @@ func TestReplayConfig(t *testing.T) {
 		}
 	})
 }
-
