@@ -17,7 +17,8 @@
 //     is not published.
 //
 // Processor wires a Pipeline to the consumer-group source; RunSource runs
-// the same pipeline from any other Source.
+// the same pipeline from any other Source, such as a Replay: a bounded,
+// resumable read of a time or offset range of the input topic.
 package processor
 
 import (

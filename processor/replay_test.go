@@ -536,3 +536,55 @@ func TestReplayConfig(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseCheckpoint: commit metadata read from Kafka either parses into
+// a range that formats back to itself, or is rejected.
+func FuzzParseCheckpoint(f *testing.F) {
+	f.Add(formatCheckpoint(0, 0))
+	f.Add(formatCheckpoint(12, 3400))
+	f.Add("enricher-replay/1 start=5 end=4")
+	f.Add("enricher-replay/1 start=-1 end=4")
+	f.Add("")
+	f.Add("some other tool's metadata")
+	f.Fuzz(func(t *testing.T, s string) {
+		start, end, err := parseCheckpoint(s)
+		if err != nil {
+			if !errors.Is(err, errCheckpoint) {
+				t.Fatalf("error %v is not errCheckpoint", err)
+			}
+			return
+		}
+		if start < 0 || end < start {
+			t.Fatalf("%q parsed to start %d end %d", s, start, end)
+		}
+		if s2, e2, err := parseCheckpoint(formatCheckpoint(start, end)); err != nil || s2 != start || e2 != end {
+			t.Fatalf("round trip of %d, %d: %d, %d, %v", start, end, s2, e2, err)
+		}
+	})
+}
+
+// TestReplayGroup: the default group depends on the topics and the range,
+// not on how the range was written.
+func TestReplayGroup(t *testing.T) {
+	base := ReplayGroup("in", "out", ReplayRange{From: at(1), To: at(2)})
+	tests := []struct {
+		name      string
+		in, out   string
+		rng       ReplayRange
+		wantEqual bool
+	}{
+		{"same range in another zone", "in", "out", ReplayRange{From: at(1).In(time.FixedZone("x", 3600)), To: at(2)}, true},
+		{"other input", "in2", "out", ReplayRange{From: at(1), To: at(2)}, false},
+		{"other output", "in", "out2", ReplayRange{From: at(1), To: at(2)}, false},
+		{"other from", "in", "out", ReplayRange{From: at(0), To: at(2)}, false},
+		{"no to", "in", "out", ReplayRange{From: at(1)}, false},
+		{"offsets", "in", "out", ReplayRange{From: at(1), To: at(2), Offsets: map[int]OffsetRange{0: {Start: 1, End: -1}}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ReplayGroup(tt.in, tt.out, tt.rng); (got == base) != tt.wantEqual {
+				t.Fatalf("%s vs %s, want equal %v", got, base, tt.wantEqual)
+			}
+		})
+	}
+}
