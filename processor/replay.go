@@ -129,9 +129,13 @@ type ReplayProgress struct {
 	// their timestamp is outside [From, To).
 	Skipped int64
 	// Resumed reports that this run continued an earlier run's checkpoint.
-	// Records that run published after its last checkpoint are published
-	// again (consumers deduplicate on the source coordinates).
-	Resumed    bool
+	Resumed bool
+	// Unclean reports that the run this one resumed did not stop cleanly
+	// (crash, kill, or its records in flight did not finish within
+	// Config.ShutdownTimeout): the records it published after its last
+	// checkpoint are published again (consumers deduplicate on the source
+	// coordinates). After a clean stop nothing is published twice.
+	Unclean    bool
 	Complete   bool
 	Partitions []ReplayPartition
 }
@@ -146,10 +150,13 @@ type ReplayProgress struct {
 // tool resetting offsets does): the committed offset of each partition is
 // its contiguous watermark, and the commit metadata carries the start and
 // end offsets fixed at the first start ("enricher-replay/1 start=S
-// end=E"). Started again with the same group, a replay continues from the
-// committed offsets to the stored ends; a replay whose checkpoint is
-// complete publishes nothing. Two replays must not run with the same group
-// at the same time.
+// end=E"), marked "stopped" by the final checkpoint of a run that stopped
+// cleanly. Started again with the same group, a replay continues from the
+// committed offsets to the stored ends; after a crash the records
+// published after the last checkpoint are published again, and
+// ReplayProgress.Unclean says so. A replay whose checkpoint is complete
+// publishes nothing. Two replays must not run with the same group at the
+// same time.
 //
 // Connections: the fetchers use Config.Dialer, the offset requests and
 // commits Config.Transport (both TLS and SASL capable). Commits happen
@@ -168,6 +175,7 @@ type Replay struct {
 	mu      sync.Mutex
 	parts   []*replayPart
 	resumed bool
+	unclean bool
 	skipped atomic.Int64
 }
 
@@ -175,10 +183,15 @@ type replayPart struct {
 	ReplayPartition
 	claim     *Claim // nil before Run or when nothing is left to read
 	committed int64  // last committed position
+	stopped   bool   // the stored checkpoint is a clean stop's
 }
 
-// checkpointVersion prefixes the commit metadata.
-const checkpointVersion = "enricher-replay/1"
+// Commit metadata: "enricher-replay/1 start=S end=E", followed by
+// " stopped" in the final checkpoint of a run that stopped cleanly.
+const (
+	checkpointVersion = "enricher-replay/1"
+	checkpointStopped = "stopped"
+)
 
 // NewReplay returns a replay of r for cfg (the pipeline's configuration:
 // Brokers, InputTopic, Group, Dialer, Transport, CommitInterval,
@@ -243,9 +256,16 @@ func (r *Replay) plan(ctx context.Context) error {
 	if len(stored) > 0 {
 		// The partition set and ends are the first run's.
 		parts := slices.SortedFunc(maps.Values(stored), func(a, b *replayPart) int { return a.Partition - b.Partition })
+		unclean := false
+		for _, p := range parts {
+			unclean = unclean || (!p.stopped && p.Position < p.End)
+		}
 		r.mu.Lock()
-		r.resumed, r.parts = true, parts
+		r.resumed, r.unclean, r.parts = true, unclean, parts
 		r.mu.Unlock()
+		if unclean {
+			r.log.Warn("the previous run did not stop cleanly: records it published after its last checkpoint are published again")
+		}
 		for _, p := range parts {
 			r.log.Info("resuming partition from checkpoint", "partition", p.Partition, "start", p.Start, "end", p.End, "position", p.Position)
 		}
@@ -320,7 +340,7 @@ func (r *Replay) plan(ctx context.Context) error {
 	for _, p := range planned {
 		offsets[p.Partition] = p.Start
 	}
-	if err := r.commitOffsets(ctx, planned, offsets); err != nil {
+	if err := r.commitOffsets(ctx, planned, offsets, false); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -393,7 +413,7 @@ func (r *Replay) fetchCheckpoint(ctx context.Context, parts []int) (map[int]*rep
 		if p.CommittedOffset < 0 {
 			continue
 		}
-		start, end, err := parseCheckpoint(p.Metadata)
+		start, end, stopped, err := parseCheckpoint(p.Metadata)
 		if err != nil {
 			return nil, fmt.Errorf("%w: group %q has offsets for %q partition %d that are not a replay checkpoint (%w); choose another group",
 				ErrConfig, r.cfg.Group, r.cfg.InputTopic, p.Partition, err)
@@ -402,6 +422,7 @@ func (r *Replay) fetchCheckpoint(ctx context.Context, parts []int) (map[int]*rep
 		out[p.Partition] = &replayPart{
 			ReplayPartition: ReplayPartition{Partition: p.Partition, Start: start, End: end, Position: pos, Resumed: pos},
 			committed:       p.CommittedOffset,
+			stopped:         stopped,
 		}
 	}
 	return out, nil
@@ -410,38 +431,46 @@ func (r *Replay) fetchCheckpoint(ctx context.Context, parts []int) (map[int]*rep
 // errCheckpoint marks commit metadata that is not a replay checkpoint.
 var errCheckpoint = errors.New("no replay checkpoint in the commit metadata")
 
-func formatCheckpoint(start, end int64) string {
-	return fmt.Sprintf("%s start=%d end=%d", checkpointVersion, start, end)
+func formatCheckpoint(start, end int64, stopped bool) string {
+	s := fmt.Sprintf("%s start=%d end=%d", checkpointVersion, start, end)
+	if stopped {
+		s += " " + checkpointStopped
+	}
+	return s
 }
 
-func parseCheckpoint(s string) (start, end int64, err error) {
+func parseCheckpoint(s string) (start, end int64, stopped bool, err error) {
 	f := strings.Fields(s)
+	if len(f) == 4 && f[3] == checkpointStopped {
+		stopped, f = true, f[:3]
+	}
 	if len(f) != 3 || f[0] != checkpointVersion {
-		return 0, 0, errCheckpoint
+		return 0, 0, false, errCheckpoint
 	}
 	vals := [2]int64{}
 	for i, name := range []string{"start=", "end="} {
 		v, ok := strings.CutPrefix(f[i+1], name)
 		if !ok {
-			return 0, 0, errCheckpoint
+			return 0, 0, false, errCheckpoint
 		}
 		if vals[i], err = strconv.ParseInt(v, 10, 64); err != nil || vals[i] < 0 {
-			return 0, 0, errCheckpoint
+			return 0, 0, false, errCheckpoint
 		}
 	}
 	if vals[1] < vals[0] {
-		return 0, 0, errCheckpoint
+		return 0, 0, false, errCheckpoint
 	}
-	return vals[0], vals[1], nil
+	return vals[0], vals[1], stopped, nil
 }
 
 // commitOffsets commits positions of partitions, with their checkpoint
-// metadata, as a standalone commit (no generation, no member).
-func (r *Replay) commitOffsets(ctx context.Context, parts []*replayPart, positions map[int]int64) error {
+// metadata, as a standalone commit (no generation, no member); stopped
+// marks a clean stop's final checkpoint.
+func (r *Replay) commitOffsets(ctx context.Context, parts []*replayPart, positions map[int]int64, stopped bool) error {
 	commits := make([]kafka.OffsetCommit, 0, len(positions))
 	for _, p := range parts {
 		if pos, ok := positions[p.Partition]; ok {
-			commits = append(commits, kafka.OffsetCommit{Partition: p.Partition, Offset: pos, Metadata: formatCheckpoint(p.Start, p.End)})
+			commits = append(commits, kafka.OffsetCommit{Partition: p.Partition, Offset: pos, Metadata: formatCheckpoint(p.Start, p.End, stopped)})
 		}
 	}
 	res, err := r.cl.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
@@ -459,9 +488,11 @@ func (r *Replay) commitOffsets(ctx context.Context, parts []*replayPart, positio
 	return nil
 }
 
-// checkpoint commits every partition whose watermark moved, unless the
-// pipeline was stopped hard.
-func (r *Replay) checkpoint(ctx context.Context, p *Pipeline) {
+// checkpoint commits every claimed partition whose watermark moved (all
+// of them when mark is set), unless the pipeline was stopped hard. mark
+// is "running" (the first checkpoint of a run: not a clean stop any more),
+// "stopped" (the final checkpoint of a clean stop) or "" (periodic).
+func (r *Replay) checkpoint(ctx context.Context, p *Pipeline, mark string) {
 	if p.Aborted() {
 		return
 	}
@@ -472,7 +503,11 @@ func (r *Replay) checkpoint(ctx context.Context, p *Pipeline) {
 		if p.claim == nil {
 			continue
 		}
-		if off, ok := p.claim.Committable(); ok && off != p.committed {
+		off, ok := p.claim.Committable()
+		if !ok {
+			off = p.committed
+		}
+		if off != p.committed || mark != "" {
 			positions[p.Partition] = off
 		}
 	}
@@ -480,7 +515,7 @@ func (r *Replay) checkpoint(ctx context.Context, p *Pipeline) {
 	if len(positions) == 0 {
 		return
 	}
-	if err := r.commitOffsets(ctx, parts, positions); err != nil {
+	if err := r.commitOffsets(ctx, parts, positions, mark == checkpointStopped); err != nil {
 		r.log.Warn("checkpoint failed", "error", err)
 		return
 	}
@@ -499,7 +534,7 @@ func (r *Replay) checkpoint(ctx context.Context, p *Pipeline) {
 func (r *Replay) Progress() ReplayProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	pr := ReplayProgress{Skipped: r.skipped.Load(), Resumed: r.resumed, Complete: len(r.parts) > 0}
+	pr := ReplayProgress{Skipped: r.skipped.Load(), Resumed: r.resumed, Unclean: r.unclean, Complete: len(r.parts) > 0}
 	for _, p := range r.parts {
 		rp := p.ReplayPartition
 		if p.claim != nil {
@@ -557,6 +592,7 @@ func (r *Replay) Run(ctx context.Context, p *Pipeline) error {
 	tick := time.NewTicker(r.cfg.CommitInterval)
 	defer tick.Stop()
 	commitCtx := context.WithoutCancel(ctx)
+	r.checkpoint(commitCtx, p, "running")
 	done, failed := ctx.Done(), p.Failed()
 fetching:
 	for {
@@ -570,7 +606,7 @@ fetching:
 			failed = nil
 			stop()
 		case <-tick.C:
-			r.checkpoint(commitCtx, p)
+			r.checkpoint(commitCtx, p, "")
 		}
 	}
 
@@ -595,6 +631,7 @@ fetching:
 		}
 	}()
 	drained := make(chan error, 1)
+	clean := true
 	go func() {
 		for _, c := range claims {
 			if err := c.Drain(dctx); err != nil {
@@ -609,18 +646,23 @@ draining:
 		select {
 		case err := <-drained:
 			if err != nil {
+				clean = false
 				r.log.Warn("drain incomplete, dropping unpublished records (the next run reads them again)")
 			}
 			break draining
 		case <-tick.C:
-			r.checkpoint(commitCtx, p)
+			r.checkpoint(commitCtx, p, "")
 		}
 	}
 	cancel()
 	for _, c := range claims {
 		c.Release()
 	}
-	r.checkpoint(commitCtx, p)
+	mark := checkpointStopped
+	if !clean {
+		mark = ""
+	}
+	r.checkpoint(commitCtx, p, mark)
 	r.mu.Lock()
 	for _, part := range r.parts {
 		if part.claim != nil {

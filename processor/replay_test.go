@@ -208,7 +208,7 @@ func TestReplayRange(t *testing.T) {
 			if err := again.wait(t); err != nil {
 				t.Fatal(err)
 			}
-			if pr := again.r.Progress(); !pr.Complete || !pr.Resumed || again.p.Stats().In != 0 {
+			if pr := again.r.Progress(); !pr.Complete || !pr.Resumed || pr.Unclean || again.p.Stats().In != 0 {
 				t.Fatalf("second run: progress %+v, %d records in", pr, again.p.Stats().In)
 			}
 			if n := len(c.readAll("out")) + len(c.readAll("dlq")); n != len(want) {
@@ -361,7 +361,7 @@ func TestReplayResumeAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr := run2.r.Progress()
-	if !pr.Complete || !pr.Resumed {
+	if !pr.Complete || !pr.Resumed || !pr.Unclean {
 		t.Fatalf("run 2 progress %+v", pr)
 	}
 	for _, p := range pr.Partitions {
@@ -438,7 +438,7 @@ func TestReplayInterruptResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	pr2 := run2.r.Progress()
-	if !pr2.Complete || !pr2.Resumed || pr2.Total != pr1.Total {
+	if !pr2.Complete || !pr2.Resumed || pr2.Unclean || pr2.Total != pr1.Total {
 		t.Fatalf("run 2 progress %+v; run 1 %+v", pr2, pr1)
 	}
 	if got := p2.Stats().In; got != pr1.Total-pr1.Done {
@@ -540,14 +540,15 @@ func TestReplayConfig(t *testing.T) {
 // FuzzParseCheckpoint: commit metadata read from Kafka either parses into
 // a range that formats back to itself, or is rejected.
 func FuzzParseCheckpoint(f *testing.F) {
-	f.Add(formatCheckpoint(0, 0))
-	f.Add(formatCheckpoint(12, 3400))
+	f.Add(formatCheckpoint(0, 0, false))
+	f.Add(formatCheckpoint(12, 3400, true))
+	f.Add("enricher-replay/1 start=5 end=9 running")
 	f.Add("enricher-replay/1 start=5 end=4")
 	f.Add("enricher-replay/1 start=-1 end=4")
 	f.Add("")
 	f.Add("some other tool's metadata")
 	f.Fuzz(func(t *testing.T, s string) {
-		start, end, err := parseCheckpoint(s)
+		start, end, stopped, err := parseCheckpoint(s)
 		if err != nil {
 			if !errors.Is(err, errCheckpoint) {
 				t.Fatalf("error %v is not errCheckpoint", err)
@@ -557,8 +558,8 @@ func FuzzParseCheckpoint(f *testing.F) {
 		if start < 0 || end < start {
 			t.Fatalf("%q parsed to start %d end %d", s, start, end)
 		}
-		if s2, e2, err := parseCheckpoint(formatCheckpoint(start, end)); err != nil || s2 != start || e2 != end {
-			t.Fatalf("round trip of %d, %d: %d, %d, %v", start, end, s2, e2, err)
+		if s2, e2, st2, err := parseCheckpoint(formatCheckpoint(start, end, stopped)); err != nil || s2 != start || e2 != end || st2 != stopped {
+			t.Fatalf("round trip of %d, %d, %v: %d, %d, %v, %v", start, end, stopped, s2, e2, st2, err)
 		}
 	})
 }
