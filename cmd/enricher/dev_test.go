@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var summaryRE = regexp.MustCompile(`\| in (\d+) \| out (\d+) \| dlq (\d+) \|`)
+
+// runDevUntil runs `enricher dev` in-process until its summary shows at
+// least minOut enriched records and a sample, then interrupts it the way
+// Ctrl-C does and returns the exit code and stdout.
+func runDevUntil(t *testing.T, dataDir string, minOut int) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"enricher", "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0",
+			"--http-addr", "", "--rate", "100", "--summary-interval", "200ms", "--sim-latency", "1ms", "--sim-jitter", "1ms",
+			"--malformed-share", "0.05", "--partitions", "3", "--log-level", "warn"}, &out, &errb)
+	}()
+	deadline := time.After(60 * time.Second)
+	for reached := false; !reached; {
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited early with %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+		case <-deadline:
+			t.Fatalf("no enriched records within 60s\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		s := out.String()
+		for _, m := range summaryRE.FindAllStringSubmatch(s, -1) {
+			if n, _ := strconv.Atoi(m[2]); n >= minOut && strings.Contains(s, "sample: ") {
+				reached = true
+			}
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		return code, out.String()
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop within 60s of the interrupt")
+	}
+	return -1, ""
+}
+
+// TestDevStack runs the whole dev stack twice on one data directory: the
+// first run enriches records and stops cleanly, the second reuses the data.
+func TestDevStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole stack")
+	}
+	clearEnv(t)
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	dir := t.TempDir()
+	existingRE := regexp.MustCompile(`(\d+) events already in user-events`)
+	stoppedRE := regexp.MustCompile(`stopped; in (\d+), out (\d+), dlq (\d+)`)
+	var firstTotal int
+	for i := range 2 {
+		code, out := runDevUntil(t, dir, 20)
+		if code != 0 {
+			t.Fatalf("run %d: exit code %d\n%s", i, code, out)
+		}
+		if !strings.Contains(out, `"enrichment":{`) {
+			t.Errorf("run %d: no enriched sample:\n%s", i, out)
+		}
+		ex, st := existingRE.FindStringSubmatch(out), stoppedRE.FindStringSubmatch(out)
+		if ex == nil || st == nil {
+			t.Fatalf("run %d: banner or final line missing:\n%s", i, out)
+		}
+		existing, _ := strconv.Atoi(ex[1])
+		in, _ := strconv.Atoi(st[1])
+		if i == 0 {
+			firstTotal = in
+			if existing != 0 {
+				t.Errorf("fresh data dir has %d events", existing)
+			}
+		} else if existing < firstTotal {
+			// The data of the first run is still there.
+			t.Errorf("second run sees %d events, the first consumed %d", existing, firstTotal)
+		}
+	}
+}
+
+func TestSampleLine(t *testing.T) {
+	rec := `{"event":{"user_id":"u"},"enrichment":{"status":"ok","official_accounts":[{"official_account":"a"},{"official_account":"b"},{"official_account":"c"}],"total_count":3}}`
+	got := sampleLine([]byte(rec), 2)
+	if !strings.Contains(got, `"official_accounts":[{"official_account":"a"},{"official_account":"b"}]`) ||
+		strings.Contains(got, `"c"`) || !strings.HasSuffix(got, "(official_accounts: first 2 of 3 shown)") {
+		t.Errorf("cut record: %s", got)
+	}
+	for _, short := range []string{`{"enrichment":{"official_accounts":[]}}`, `not json`, `{"enrichment":3}`} {
+		if got := sampleLine([]byte(short), 2); got != short {
+			t.Errorf("%s changed to %s", short, got)
+		}
+	}
+}
+
+// FuzzSampleLine: any record bytes give a line, and records that are not
+// cut come back unchanged.
+func FuzzSampleLine(f *testing.F) {
+	f.Add([]byte(`{"enrichment":{"official_accounts":[1,2,3,4]}}`))
+	f.Add([]byte(`{"enrichment":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := sampleLine(b, 2)
+		if !strings.Contains(got, "first 2 of") && got != string(b) {
+			t.Errorf("uncut record changed: %q -> %q", b, got)
+		}
+	})
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/urfave/cli/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/processor"
+)
+
+// runSettings is the whole configuration of `run`.
+type runSettings struct {
+	Kafka    kafkaSettings
+	Pipeline pipelineSettings
+	Tencent  tencentSettings
+	Ops      opsSettings
+}
+
+func runCommand() *cli.Command {
+	var flags []cli.Flag
+	flags = append(flags, kafkaFlags()...)
+	flags = append(flags, pipelineFlags()...)
+	flags = append(flags, tencentFlags()...)
+	flags = append(flags, opsFlags(defaultHTTPAddr)...)
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the processor against the configured Kafka cluster and Tencent Cloud Chat endpoint",
+		Description: "Consumes --input-topic in consumer group --group, enriches each event with the\n" +
+			"official accounts its user subscribes to, and writes one record per event to\n" +
+			"--output-topic (or --dlq-topic). Stops cleanly on SIGINT/SIGTERM.\n" +
+			"Traces are exported as configured by the standard OTEL_* environment variables.",
+		Flags: flags,
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			s, err := parseRun(cmd)
+			if err != nil {
+				return err
+			}
+			return runProcessor(ctx, cmd, s)
+		},
+	}
+}
+
+func parseRun(cmd *cli.Command) (runSettings, error) {
+	var s runSettings
+	var err error
+	if s.Ops, err = parseOps(cmd); err != nil {
+		return s, err
+	}
+	if s.Kafka, err = parseKafka(cmd); err != nil {
+		return s, err
+	}
+	if s.Pipeline, err = parsePipeline(cmd); err != nil {
+		return s, err
+	}
+	if s.Tencent, err = parseTencent(cmd); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
+	log := newLogger(s.Ops, cmd.Root().ErrWriter)
+	prov, err := newTelemetry(ctx)
+	if err != nil {
+		return err
+	}
+	defer shutdownTelemetry(prov, log)
+
+	ccfg, err := clientConfig(s.Tencent, log, prov)
+	if err != nil {
+		return err
+	}
+	api, err := client.New(ccfg)
+	if err != nil {
+		return badConfig("%w", err)
+	}
+	defer api.Close()
+
+	proc, err := processor.New(processorConfig(s.Kafka, s.Pipeline, log, prov), api)
+	if err != nil {
+		return badConfig("%w", err)
+	}
+	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
+	if err != nil {
+		return err
+	}
+
+	log.Info("enricher starting", slog.String("version", version),
+		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
+		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
+		slog.String("group", s.Pipeline.Group), slog.Any("tencent", s.Tencent),
+		slog.String("http_addr", s.Ops.HTTPAddr), slog.String("traces", prov.TracesExporter))
+
+	g, gctx := errgroup.WithContext(ctx)
+	if ops != nil {
+		g.Go(func() error { return ops.Run(gctx) })
+	}
+	g.Go(func() error {
+		err := proc.Run(gctx)
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("processor stopped unexpectedly")
+		}
+		return err
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && err == nil {
+		log.Info("enricher stopped")
+	}
+	return err
+}

@@ -1,0 +1,131 @@
+package main
+
+// Wiring shared by run and dev: settings → package configs. No behaviour
+// lives here beyond plugging components together.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/internal/opshttp"
+	"github.com/tencentchat-enricher/enricher/internal/telemetry"
+	"github.com/tencentchat-enricher/enricher/processor"
+)
+
+// newTelemetry builds the OTel providers and installs them as globals.
+func newTelemetry(ctx context.Context) (*telemetry.Providers, error) {
+	prov, err := telemetry.New(ctx, telemetry.Config{ServiceName: "enricher", ServiceVersion: version})
+	if err != nil {
+		// An invalid OTEL_* variable is a configuration error.
+		return nil, badConfig("%w", err)
+	}
+	prov.SetGlobal()
+	return prov, nil
+}
+
+// clientConfig maps the Tencent settings onto the client's Config.
+func clientConfig(s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (client.Config, error) {
+	cfg := client.Config{
+		SDKAppID:       s.SDKAppID,
+		Admin:          s.Admin,
+		SecretKey:      s.SecretKey,
+		BaseURL:        s.BaseURL,
+		Rate:           s.Rate,
+		Logger:         log,
+		TracerProvider: prov.TracerProvider,
+		MeterProvider:  prov.MeterProvider,
+	}
+	if s.Region != "" {
+		r, err := client.ParseRegion(s.Region)
+		if err != nil {
+			return cfg, badConfig("--im-region: %q is not one of %v", s.Region, client.Regions())
+		}
+		cfg.Region = r
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, badConfig("%w", err)
+	}
+	return cfg, nil
+}
+
+// processorConfig maps the Kafka and pipeline settings onto the processor's Config.
+func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov *telemetry.Providers) processor.Config {
+	return processor.Config{
+		Brokers:       k.Brokers,
+		InputTopic:    p.InputTopic,
+		OutputTopic:   p.OutputTopic,
+		DLQTopic:      p.DLQTopic,
+		Group:         p.Group,
+		UserIDPointer: p.UserIDPointer,
+		MaxInFlight:   p.MaxInFlight,
+		// The per-partition bound may not exceed the total.
+		MaxInFlightPerPartition: min(p.MaxInFlight, processor.DefaultMaxInFlightPerPartition),
+		CacheTTL:                p.CacheTTL,
+		CacheSize:               p.CacheSize,
+		AutoCreateTopics:        p.AutoCreateTopics,
+		UnavailableAfter:        p.UnavailableAfter,
+		Dialer:                  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: k.SASL},
+		Transport:               &kafka.Transport{TLS: k.TLS, SASL: k.SASL},
+		Logger:                  log,
+		TracerProvider:          prov.TracerProvider,
+		MeterProvider:           prov.MeterProvider,
+	}
+}
+
+// readiness is what /readyz checks: the group is joined, a broker answers,
+// and the API circuit breaker is not open.
+func readiness(k kafkaSettings, proc *processor.Processor, c *client.Client) map[string]opshttp.Check {
+	dialer := &kafka.Dialer{Timeout: 2 * time.Second, TLS: k.TLS, SASLMechanism: k.SASL}
+	return map[string]opshttp.Check{
+		"consumer-group": opshttp.CheckFunc(func(context.Context) error {
+			if !proc.Ready() {
+				return errors.New("not joined yet")
+			}
+			return nil
+		}),
+		"kafka": opshttp.CheckFunc(func(ctx context.Context) error {
+			var errs []error
+			for _, b := range k.Brokers {
+				conn, err := dialer.DialContext(ctx, "tcp", b)
+				if err == nil {
+					return conn.Close()
+				}
+				errs = append(errs, err)
+			}
+			return fmt.Errorf("no broker reachable: %w", errors.Join(errs...))
+		}),
+		"api-breaker": opshttp.CheckFunc(func(context.Context) error {
+			if st := c.BreakerState(); st == client.BreakerOpen {
+				return fmt.Errorf("circuit breaker %s", st)
+			}
+			return nil
+		}),
+	}
+}
+
+// startOps listens on the ops address (nil, nil when it is disabled).
+func startOps(s opsSettings, prov *telemetry.Providers, checks map[string]opshttp.Check, log *slog.Logger) (*opshttp.Server, error) {
+	if s.HTTPAddr == "" {
+		return nil, nil
+	}
+	srv, err := opshttp.New(opshttp.Config{Addr: s.HTTPAddr, Metrics: prov.MetricsHandler(), Checks: checks, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--http-addr %s: %w", s.HTTPAddr, err)
+	}
+	return srv, nil
+}
+
+// shutdownTelemetry flushes spans with a bounded wait.
+func shutdownTelemetry(prov *telemetry.Providers, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := prov.Shutdown(ctx); err != nil {
+		log.Warn("telemetry shutdown", slog.Any("error", err))
+	}
+}

@@ -1,0 +1,134 @@
+// Package telemetry sets up the process's OpenTelemetry providers: traces
+// exported as configured by the standard OTEL_* environment variables, and
+// metrics exposed in the Prometheus text format for a /metrics endpoint.
+//
+// Trace export is off unless asked for: it is enabled when
+// OTEL_TRACES_EXPORTER is set (otlp, console or none), or when an OTLP
+// endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), in which case OTLP is used with the
+// protocol from OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf by default, or
+// grpc). Spans are still created without export, so trace context keeps
+// flowing through Kafka headers. Sampling follows OTEL_TRACES_SAMPLER;
+// the resource follows OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Config configures the providers.
+type Config struct {
+	// ServiceName is the default service.name; OTEL_SERVICE_NAME overrides
+	// it. Default "enricher".
+	ServiceName string
+	// ServiceVersion is the service.version attribute. Default: unset.
+	ServiceVersion string
+}
+
+// Providers holds the tracer and meter providers and the Prometheus
+// registry behind MetricsHandler. Shutdown flushes and stops them.
+type Providers struct {
+	// TracerProvider creates spans; export as described in the package doc.
+	TracerProvider *sdktrace.TracerProvider
+	// MeterProvider's instruments appear on MetricsHandler.
+	MeterProvider *sdkmetric.MeterProvider
+	// Propagator is W3C trace context plus baggage.
+	Propagator propagation.TextMapPropagator
+	// TracesExporter names the trace exporter in use ("none", "otlp", "console").
+	TracesExporter string
+
+	registry *prometheus.Registry
+}
+
+// New builds the providers from cfg and the OTEL_* environment. It fails
+// on an invalid OTEL_* setting (for example an unknown exporter name).
+func New(ctx context.Context, cfg Config) (*Providers, error) {
+	if cfg.ServiceName == "" {
+		cfg.ServiceName = "enricher"
+	}
+	attrs := []attribute.KeyValue{attribute.String("service.name", cfg.ServiceName)}
+	if cfg.ServiceVersion != "" {
+		attrs = append(attrs, attribute.String("service.version", cfg.ServiceVersion))
+	}
+	// Later options win: OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES override the defaults.
+	res, err := resource.New(ctx, resource.WithAttributes(attrs...), resource.WithTelemetrySDK(), resource.WithFromEnv())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
+
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	exporter := "none"
+	if tracesRequested() {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			_ = mp.Shutdown(ctx)
+			return nil, fmt.Errorf("telemetry: trace exporter from OTEL_* environment: %w", err)
+		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
+			exporter = os.Getenv("OTEL_TRACES_EXPORTER")
+			if exporter == "" {
+				exporter = "otlp"
+			}
+		}
+	}
+	return &Providers{
+		TracerProvider: sdktrace.NewTracerProvider(tpOpts...),
+		MeterProvider:  mp,
+		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		TracesExporter: exporter,
+		registry:       reg,
+	}, nil
+}
+
+// tracesRequested reports whether the environment asks for trace export.
+func tracesRequested() bool {
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if os.Getenv(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// SetGlobal installs the providers and propagator as the otel globals, for
+// libraries that use them.
+func (p *Providers) SetGlobal() {
+	otel.SetTracerProvider(p.TracerProvider)
+	otel.SetMeterProvider(p.MeterProvider)
+	otel.SetTextMapPropagator(p.Propagator)
+}
+
+// MetricsHandler serves the metrics in the Prometheus exposition format.
+func (p *Providers) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})
+}
+
+// Shutdown flushes pending spans and stops the providers.
+func (p *Providers) Shutdown(ctx context.Context) error {
+	return errors.Join(p.TracerProvider.Shutdown(ctx), p.MeterProvider.Shutdown(ctx))
+}
