@@ -228,17 +228,25 @@ func (r *Replay) Plan(ctx context.Context) (ReplayProgress, error) {
 
 func (r *Replay) plan(ctx context.Context) error {
 	topic := r.cfg.InputTopic
-	md, err := r.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	topics := []string{topic}
+	if !r.cfg.AutoCreateTopics {
+		topics = append(topics, r.cfg.OutputTopic, r.cfg.DLQTopic)
+	}
+	md, err := r.cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("replay: metadata of %q: %w", topic, err)
+		return fmt.Errorf("replay: metadata of %q: %w", topics, err)
 	}
 	var all []int
 	for _, t := range md.Topics {
-		if t.Name != topic {
-			continue
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+			// Without the output topics, publishing would retry forever.
+			return fmt.Errorf("%w: topic %q does not exist (create it, or allow AutoCreateTopics)", ErrConfig, t.Name)
 		}
 		if t.Error != nil {
-			return fmt.Errorf("replay: topic %q: %w", topic, t.Error)
+			return fmt.Errorf("replay: topic %q: %w", t.Name, t.Error)
+		}
+		if t.Name != topic {
+			continue
 		}
 		for _, p := range t.Partitions {
 			all = append(all, p.ID)

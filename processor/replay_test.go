@@ -519,6 +519,28 @@ func TestReplayConfig(t *testing.T) {
 			t.Fatalf("Plan = %v, want ErrConfig", err)
 		}
 	})
+	t.Run("missing output topic", func(t *testing.T) {
+		cfg := c.replayConfig(ReplayRange{})
+		cfg.OutputTopic = "no-such-topic"
+		r, err := NewReplay(cfg, ReplayRange{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Plan(context.Background()); !errors.Is(err, ErrConfig) {
+			t.Fatalf("Plan = %v, want ErrConfig", err)
+		}
+	})
+	t.Run("missing input topic", func(t *testing.T) {
+		cfg := c.replayConfig(ReplayRange{})
+		cfg.InputTopic = "no-such-input"
+		r, err := NewReplay(cfg, ReplayRange{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Plan(context.Background()); !errors.Is(err, ErrConfig) {
+			t.Fatalf("Plan = %v, want ErrConfig", err)
+		}
+	})
 	t.Run("group of a live processor", func(t *testing.T) {
 		cl := &kafka.Client{Addr: kafka.TCP(c.b.Addr())}
 		if _, err := cl.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{GroupID: "live", GenerationID: -1,
