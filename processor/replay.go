@@ -498,8 +498,7 @@ func (r *Replay) commitOffsets(ctx context.Context, parts []*replayPart, positio
 
 // checkpoint commits every claimed partition whose watermark moved (all
 // of them when mark is set), unless the pipeline was stopped hard. mark
-// is "running" (the first checkpoint of a run: not a clean stop any more),
-// "stopped" (the final checkpoint of a clean stop) or "" (periodic).
+// is "stopped" for the final checkpoint of a clean stop, "" otherwise.
 func (r *Replay) checkpoint(ctx context.Context, p *Pipeline, mark string) {
 	if p.Aborted() {
 		return
@@ -567,6 +566,21 @@ func (r *Replay) Run(ctx context.Context, p *Pipeline) error {
 	if _, err := r.Plan(ctx); err != nil {
 		return err
 	}
+	// Mark the checkpoint as not cleanly stopped before publishing
+	// anything: if this run crashes, the next one knows.
+	r.mu.Lock()
+	parts, running := r.parts, map[int]int64{}
+	for _, part := range parts {
+		if part.Position < part.End {
+			running[part.Partition] = part.Position
+		}
+	}
+	r.mu.Unlock()
+	if len(running) > 0 {
+		if err := r.commitOffsets(ctx, parts, running, false); err != nil {
+			return err
+		}
+	}
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
 	var wg sync.WaitGroup
@@ -600,7 +614,6 @@ func (r *Replay) Run(ctx context.Context, p *Pipeline) error {
 	tick := time.NewTicker(r.cfg.CommitInterval)
 	defer tick.Stop()
 	commitCtx := context.WithoutCancel(ctx)
-	r.checkpoint(commitCtx, p, "running")
 	done, failed := ctx.Done(), p.Failed()
 fetching:
 	for {

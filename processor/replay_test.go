@@ -611,3 +611,59 @@ func TestReplayGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayUncleanAfterClean: a run that resumes a clean stop and then
+// crashes leaves a checkpoint that the next run reports as unclean.
+func TestReplayUncleanAfterClean(t *testing.T) {
+	c := startCluster(t, 2)
+	c.produce(timedEvents(0, 200))
+	rng := ReplayRange{}
+	cfg := c.replayConfig(rng)
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 8, 4
+	gate := make(chan struct{})
+	blocked := func(ctx context.Context, user string) (lookup, error) {
+		var i int
+		if _, err := fmt.Sscanf(user, "u%d", &i); err == nil && i >= 100 {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return lookup{}, ctx.Err()
+			}
+		}
+		return okLookup(1)(ctx, user)
+	}
+	// Run 1 stops cleanly (interrupt, records in flight finish).
+	p1 := newFakeProcessor(t, cfg, blocked)
+	run1 := startReplay(t, cfg, rng, p1)
+	waitFor(t, 60*time.Second, "records published", func() bool { return p1.Stats().Out > 20 })
+	run1.cancel()
+	close(gate)
+	if err := run1.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	// Run 2 resumes the clean stop, then is killed.
+	p2 := newFakeProcessor(t, cfg, func(ctx context.Context, user string) (lookup, error) {
+		<-ctx.Done()
+		return lookup{}, ctx.Err()
+	})
+	run2 := startReplay(t, cfg, rng, p2)
+	waitFor(t, 60*time.Second, "run 2 fetching", func() bool { return p2.Stats().In > 0 })
+	if pr := run2.r.Progress(); !pr.Resumed || pr.Unclean {
+		t.Fatalf("run 2 progress %+v, want a resumed clean stop", pr)
+	}
+	p2.pipe.stopHard()
+	if err := run2.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := NewReplay(cfg, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := r3.Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pr.Resumed || !pr.Unclean {
+		t.Fatalf("run 3 plan %+v, want a resumed unclean stop", pr)
+	}
+}
