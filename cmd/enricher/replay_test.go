@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -297,4 +298,25 @@ func TestParseRange(t *testing.T) {
 			t.Errorf("parseRange(%q, %q, %q) = %v, %v; want %v", tt.from, tt.to, tt.offsets, got, err, tt.want)
 		}
 	}
+}
+
+// FuzzParseRange: whatever the flags hold, parseRange returns a
+// configuration error or a valid range.
+func FuzzParseRange(f *testing.F) {
+	f.Add("2026-10-01T00:00:00Z", "2026-10-02T00:00:00Z", "0=1,1=2:3")
+	f.Add("", "", "0=5:4")
+	f.Add("2026-10-01", "x", "=,:")
+	f.Fuzz(func(t *testing.T, from, to, offsets string) {
+		r, err := parseRange(from, to, offsets)
+		if err != nil {
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error %v is not a usage error", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("parseRange(%q, %q, %q) = %v, invalid: %v", from, to, offsets, r, err)
+		}
+	})
 }
