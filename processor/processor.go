@@ -17,7 +17,8 @@
 //     is not published.
 //
 // Processor wires a Pipeline to the consumer-group source; RunSource runs
-// the same pipeline from any other Source.
+// the same pipeline from any other Source, such as a Replay: a bounded,
+// resumable read of a time or offset range of the input topic.
 package processor
 
 import (
@@ -47,7 +48,8 @@ import (
 //
 //   - calls Pipeline.Claim for each partition it reads, and Claim.Submit
 //     for each record of it in offset order (Submit blocks for
-//     backpressure and while the API is unavailable);
+//     backpressure and while the API is unavailable), or Claim.Skip for a
+//     record it reads but leaves out;
 //   - stops fetching when ctx ends or Pipeline.Failed is closed, then calls
 //     Claim.Drain with a deadline and Claim.Release;
 //   - commits, if it commits at all, only Claim.Committable (and reports it

@@ -102,6 +102,33 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 	return nil
 }
 
+// Skip moves the watermark past offset without processing its record: a
+// bounded source uses it for the records it reads but leaves out (outside a
+// replay's time range), so that Committable still passes them. Order and
+// backpressure are Submit's: offsets increase across Submit and Skip calls,
+// and a skipped offset holds a per-partition slot until the watermark
+// passes it.
+func (c *Claim) Skip(ctx context.Context, offset int64) error {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if c.released.Load() {
+		<-c.sem
+		return errReleased
+	}
+	if err := c.wm.add(offset); err != nil {
+		<-c.sem
+		return err
+	}
+	n, _ := c.wm.done(offset)
+	for range n {
+		<-c.sem
+	}
+	return nil
+}
+
 // run processes r, then the records queued behind it under the same key.
 func (c *Claim) run(r *record) {
 	for r != nil {

@@ -54,6 +54,7 @@ func newApp() *cli.Command {
 			generateCommand(),
 			versionCommand(),
 			simulatorCommand(),
+			replayCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {
 			if cmd.Args().Present() {
