@@ -29,18 +29,18 @@ var (
 // Stats. Telemetry never fails the data path: instrument creation errors
 // leave no-op instruments.
 type metrics struct {
-	in, out, dlq  metric.Int64Counter
-	cacheHits     metric.Int64Counter
-	cacheMisses   metric.Int64Counter
-	inflight      metric.Int64UpDownCounter
-	latency       metric.Float64Histogram // input timestamp to publish ack
-	processing    metric.Float64Histogram // fetch to publish ack
-	registration  metric.Registration
-	nIn, nOut     atomic.Int64
-	nDLQ, nPaused atomic.Int64
-	nInFlight     atomic.Int64
-	byStatus      [4]atomic.Int64 // indexed by statusIndex
-	byClass       [6]atomic.Int64 // indexed by classIndex
+	in, out, dlq metric.Int64Counter
+	cacheHits    metric.Int64Counter
+	cacheMisses  metric.Int64Counter
+	inflight     metric.Int64UpDownCounter
+	latency      metric.Float64Histogram // input timestamp to publish ack
+	processing   metric.Float64Histogram // fetch to publish ack
+	registration metric.Registration
+	nIn, nOut    atomic.Int64
+	nDLQ         atomic.Int64
+	nInFlight    atomic.Int64
+	byStatus     [4]atomic.Int64 // indexed by statusIndex
+	byClass      [6]atomic.Int64 // indexed by classIndex
 }
 
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}

@@ -321,7 +321,7 @@ func TestTraceContinuity(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range process.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["messaging.system"] != "kafka" || attrs["messaging.destination.name"] != "in" || attrs["messaging.kafka.offset"] != "0" || attrs["messaging.operation.type"] != "process" {
 		t.Fatalf("process attributes %v", attrs)

@@ -386,18 +386,6 @@ func (p *Pipeline) Stats() Stats {
 	return s
 }
 
-// claimFor returns the live claim of partition, or nil.
-func (p *Pipeline) claimFor(partition int) *Claim {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.claims {
-		if c.partition == partition {
-			return c
-		}
-	}
-	return nil
-}
-
 func (p *Pipeline) partitionStats() []PartitionStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
