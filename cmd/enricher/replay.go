@@ -46,7 +46,8 @@ type replaySettings struct {
 func replayCommand() *cli.Command {
 	var flags []cli.Flag
 	flags = append(flags, kafkaFlags()...)
-	flags = append(flags, withFlags(pipelineFlags(),
+	// --start-offset does not apply: the range fixes where a replay starts.
+	flags = append(flags, withFlags(withoutFlags(pipelineFlags(), "start-offset"),
 		&cli.StringFlag{Name: "output-topic", Category: catPipeline, Value: defaultReplayOutputTopic, Sources: env("ENRICHER_REPLAY_OUTPUT_TOPIC"),
 			Usage: "`TOPIC` receiving the replay's enriched records (same schema as live output)"},
 		&cli.StringFlag{Name: "dlq-topic", Category: catPipeline, Value: defaultReplayDLQTopic, Sources: env("ENRICHER_REPLAY_DLQ_TOPIC"),
@@ -91,6 +92,11 @@ func replayCommand() *cli.Command {
 	}
 }
 
+// withoutFlags returns flags without the flags of the given names.
+func withoutFlags(flags []cli.Flag, names ...string) []cli.Flag {
+	return slices.DeleteFunc(slices.Clone(flags), func(f cli.Flag) bool { return slices.Contains(names, f.Names()[0]) })
+}
+
 // withFlags returns flags with the flags of the same names replaced.
 func withFlags(flags []cli.Flag, replace ...cli.Flag) []cli.Flag {
 	out := slices.Clone(flags)
@@ -121,10 +127,10 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	}
 	s.Progress = strings.ToLower(strings.TrimSpace(cmd.String("progress")))
 	if s.Progress != "auto" && s.Progress != "bar" && s.Progress != "log" {
-		return s, badConfig("--progress: %q is not auto, bar or log", s.Progress)
+		return s, flagError(cmd, "progress", "must be auto, bar or log, got %q", s.Progress)
 	}
 	if s.Every = cmd.Duration("progress-interval"); s.Every <= 0 {
-		return s, badConfig("--progress-interval must be positive, got %s", s.Every)
+		return s, flagError(cmd, "progress-interval", "must be positive, got %s", s.Every)
 	}
 	if s.Tencent, err = parseTencent(cmd); err != nil {
 		return s, err
@@ -194,24 +200,24 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(s.Tencent, log, prov)
+	ccfg, err := clientConfig(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
 	}
 	api, err := client.New(ccfg)
 	if err != nil {
-		return badConfig("%w", err)
+		return clientConfigError(cmd, s.Tencent, err)
 	}
 	defer api.Close()
 
 	cfg := processorConfig(s.Kafka, s.Pipeline, log, prov)
 	replay, err := processor.NewReplay(cfg, s.Range)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	proc, err := processor.New(cfg, api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	defer proc.Close()
 
