@@ -122,7 +122,7 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	if s.Pipeline, err = parsePipeline(cmd); err != nil {
 		return s, err
 	}
-	if s.Range, err = parseRange(cmd.String("from"), cmd.String("to"), cmd.String("offsets")); err != nil {
+	if s.Range, err = parseRange(cmd.String("from"), cmd.String("to"), cmd.String("offsets"), func(n string) string { return flagRef(cmd, n) }); err != nil {
 		return s, err
 	}
 	s.Progress = strings.ToLower(strings.TrimSpace(cmd.String("progress")))
@@ -141,22 +141,22 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	return s, nil
 }
 
-// parseRange parses --from, --to and --offsets.
-func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
+// parseRange parses --from, --to and --offsets; ref names a flag in errors.
+func parseRange(from, to, offsets string, ref func(flag string) string) (processor.ReplayRange, error) {
 	var r processor.ReplayRange
 	var err error
 	if from = strings.TrimSpace(from); from != "" {
 		if r.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
-			return r, badConfig("--from: %q is not an RFC 3339 time such as 2026-10-01T00:00:00Z", from)
+			return r, badConfig("%s must be an RFC 3339 time such as 2026-10-01T00:00:00Z, got %q", ref("from"), from)
 		}
 	}
 	if to = strings.TrimSpace(to); to != "" {
 		if r.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
-			return r, badConfig("--to: %q is not an RFC 3339 time such as 2026-10-02T00:00:00Z", to)
+			return r, badConfig("%s must be an RFC 3339 time such as 2026-10-02T00:00:00Z, got %q", ref("to"), to)
 		}
 	}
 	if !r.From.IsZero() && !r.To.IsZero() && !r.From.Before(r.To) {
-		return r, badConfig("--from %s must be before --to %s", from, to)
+		return r, badConfig("%s must be before %s, got %s and %s", ref("from"), ref("to"), from, to)
 	}
 	if offsets = strings.TrimSpace(offsets); offsets == "" {
 		return r, nil
@@ -165,7 +165,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 	for item := range strings.SplitSeq(offsets, ",") {
 		item = strings.TrimSpace(item)
 		ps, rest, ok := strings.Cut(item, "=")
-		bad := badConfig("--offsets: %q is not PARTITION=START or PARTITION=START:END", item)
+		bad := badConfig("%s must be PARTITION=START or PARTITION=START:END items, got %q", ref("offsets"), item)
 		if !ok {
 			return r, bad
 		}
@@ -174,7 +174,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 			return r, bad
 		}
 		if _, dup := r.Offsets[p]; dup {
-			return r, badConfig("--offsets: partition %d given twice", p)
+			return r, badConfig("%s names partition %d twice", ref("offsets"), p)
 		}
 		ss, es, hasEnd := strings.Cut(rest, ":")
 		o := processor.OffsetRange{End: -1}
@@ -183,7 +183,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 		}
 		if hasEnd {
 			if o.End, err = strconv.ParseInt(strings.TrimSpace(es), 10, 64); err != nil || o.End < o.Start {
-				return r, badConfig("--offsets: %q: END must be a number not below START", item)
+				return r, badConfig("%s: END must be a number not below START, got %q", ref("offsets"), item)
 			}
 		}
 		r.Offsets[p] = o
