@@ -555,7 +555,7 @@ var clientFields = []clientField{
 			c.Region = r
 		}
 	}, "must be one of " + fmt.Sprint(client.Regions())},
-	{"im-sdkappid", func(c *client.Config, s tencentSettings) { c.SDKAppID = s.SDKAppID }, "must be a positive SDKAppID"},
+	{"im-sdkappid", func(c *client.Config, s tencentSettings) { c.SDKAppID = s.SDKAppID }, "must be positive"},
 	{"im-admin", func(c *client.Config, s tencentSettings) { c.Admin = s.Admin }, "must name the app administrator"},
 	{"api-rate", func(c *client.Config, s tencentSettings) { c.Rate = s.Rate }, ""}, // message: see apiRateError
 }
