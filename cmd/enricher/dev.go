@@ -105,20 +105,22 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 	}
 	switch {
 	case s.DataDir == "":
-		return s, badConfig("--data-dir must not be empty")
+		return s, flagError(cmd, "data-dir", "must not be empty")
 	case s.Partitions < 1:
-		return s, badConfig("--partitions must be at least 1, got %d", s.Partitions)
-	case !(s.APIRate > 0 && s.APIRate <= maxAPIRate):
-		return s, badConfig("--api-rate must be in (0, %g], got %g", maxAPIRate, s.APIRate)
-	case s.SimLatency < 0 || s.SimJitter < 0:
-		return s, badConfig("--sim-latency and --sim-jitter must not be negative")
+		return s, flagError(cmd, "partitions", "must be at least 1, got %d", s.Partitions)
+	case !(s.APIRate >= minClientRate() && s.APIRate <= maxAPIRate):
+		return s, flagError(cmd, "api-rate", "must be between %g and %g, got %g", minClientRate(), maxAPIRate, s.APIRate)
+	case s.SimLatency < 0:
+		return s, flagError(cmd, "sim-latency", "must not be negative, got %s", s.SimLatency)
+	case s.SimJitter < 0:
+		return s, flagError(cmd, "sim-jitter", "must not be negative, got %s", s.SimJitter)
 	case s.SummaryInterval <= 0:
-		return s, badConfig("--summary-interval must be positive, got %s", s.SummaryInterval)
+		return s, flagError(cmd, "summary-interval", "must be positive, got %s", s.SummaryInterval)
 	case s.Samples < 0:
-		return s, badConfig("--samples must not be negative, got %d", s.Samples)
+		return s, flagError(cmd, "samples", "must not be negative, got %d", s.Samples)
 	}
 	if _, _, err := net.SplitHostPort(s.KafkaAddr); err != nil {
-		return s, badConfig("--kafka-addr: %q is not HOST:PORT", s.KafkaAddr)
+		return s, flagError(cmd, "kafka-addr", "must be HOST:PORT, got %q", s.KafkaAddr)
 	}
 	return s, nil
 }
@@ -168,7 +170,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer sim.Close()
 
-	ccfg, err := clientConfig(tencentSettings{
+	ccfg, err := clientConfig(cmd, tencentSettings{
 		BaseURL: sim.URL(), SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: devSecretKey, Rate: s.APIRate,
 	}, log, prov)
 	if err != nil {
@@ -183,7 +185,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	k := kafkaSettings{Brokers: []string{broker.Addr()}}
 	proc, err := processor.New(processorConfig(k, s.Pipeline, log, prov), api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(k, proc, api), log)
 	if err != nil {

@@ -46,7 +46,8 @@ type replaySettings struct {
 func replayCommand() *cli.Command {
 	var flags []cli.Flag
 	flags = append(flags, kafkaFlags()...)
-	flags = append(flags, withFlags(pipelineFlags(),
+	// --start-offset does not apply: the range fixes where a replay starts.
+	flags = append(flags, withFlags(withoutFlags(pipelineFlags(), "start-offset"),
 		&cli.StringFlag{Name: "output-topic", Category: catPipeline, Value: defaultReplayOutputTopic, Sources: env("ENRICHER_REPLAY_OUTPUT_TOPIC"),
 			Usage: "`TOPIC` receiving the replay's enriched records (same schema as live output)"},
 		&cli.StringFlag{Name: "dlq-topic", Category: catPipeline, Value: defaultReplayDLQTopic, Sources: env("ENRICHER_REPLAY_DLQ_TOPIC"),
@@ -91,6 +92,11 @@ func replayCommand() *cli.Command {
 	}
 }
 
+// withoutFlags returns flags without the flags of the given names.
+func withoutFlags(flags []cli.Flag, names ...string) []cli.Flag {
+	return slices.DeleteFunc(slices.Clone(flags), func(f cli.Flag) bool { return slices.Contains(names, f.Names()[0]) })
+}
+
 // withFlags returns flags with the flags of the same names replaced.
 func withFlags(flags []cli.Flag, replace ...cli.Flag) []cli.Flag {
 	out := slices.Clone(flags)
@@ -116,15 +122,15 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	if s.Pipeline, err = parsePipeline(cmd); err != nil {
 		return s, err
 	}
-	if s.Range, err = parseRange(cmd.String("from"), cmd.String("to"), cmd.String("offsets")); err != nil {
+	if s.Range, err = parseRange(cmd.String("from"), cmd.String("to"), cmd.String("offsets"), func(n string) string { return flagRef(cmd, n) }); err != nil {
 		return s, err
 	}
 	s.Progress = strings.ToLower(strings.TrimSpace(cmd.String("progress")))
 	if s.Progress != "auto" && s.Progress != "bar" && s.Progress != "log" {
-		return s, badConfig("--progress: %q is not auto, bar or log", s.Progress)
+		return s, flagError(cmd, "progress", "must be auto, bar or log, got %q", s.Progress)
 	}
 	if s.Every = cmd.Duration("progress-interval"); s.Every <= 0 {
-		return s, badConfig("--progress-interval must be positive, got %s", s.Every)
+		return s, flagError(cmd, "progress-interval", "must be positive, got %s", s.Every)
 	}
 	if s.Tencent, err = parseTencent(cmd); err != nil {
 		return s, err
@@ -135,22 +141,22 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	return s, nil
 }
 
-// parseRange parses --from, --to and --offsets.
-func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
+// parseRange parses --from, --to and --offsets; ref names a flag in errors.
+func parseRange(from, to, offsets string, ref func(flag string) string) (processor.ReplayRange, error) {
 	var r processor.ReplayRange
 	var err error
 	if from = strings.TrimSpace(from); from != "" {
 		if r.From, err = time.Parse(time.RFC3339Nano, from); err != nil {
-			return r, badConfig("--from: %q is not an RFC 3339 time such as 2026-10-01T00:00:00Z", from)
+			return r, badConfig("%s must be an RFC 3339 time such as 2026-10-01T00:00:00Z, got %q", ref("from"), from)
 		}
 	}
 	if to = strings.TrimSpace(to); to != "" {
 		if r.To, err = time.Parse(time.RFC3339Nano, to); err != nil {
-			return r, badConfig("--to: %q is not an RFC 3339 time such as 2026-10-02T00:00:00Z", to)
+			return r, badConfig("%s must be an RFC 3339 time such as 2026-10-02T00:00:00Z, got %q", ref("to"), to)
 		}
 	}
 	if !r.From.IsZero() && !r.To.IsZero() && !r.From.Before(r.To) {
-		return r, badConfig("--from %s must be before --to %s", from, to)
+		return r, badConfig("%s must be before %s, got %s and %s", ref("from"), ref("to"), from, to)
 	}
 	if offsets = strings.TrimSpace(offsets); offsets == "" {
 		return r, nil
@@ -159,7 +165,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 	for item := range strings.SplitSeq(offsets, ",") {
 		item = strings.TrimSpace(item)
 		ps, rest, ok := strings.Cut(item, "=")
-		bad := badConfig("--offsets: %q is not PARTITION=START or PARTITION=START:END", item)
+		bad := badConfig("%s must be PARTITION=START or PARTITION=START:END items, got %q", ref("offsets"), item)
 		if !ok {
 			return r, bad
 		}
@@ -168,7 +174,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 			return r, bad
 		}
 		if _, dup := r.Offsets[p]; dup {
-			return r, badConfig("--offsets: partition %d given twice", p)
+			return r, badConfig("%s names partition %d twice", ref("offsets"), p)
 		}
 		ss, es, hasEnd := strings.Cut(rest, ":")
 		o := processor.OffsetRange{End: -1}
@@ -177,7 +183,7 @@ func parseRange(from, to, offsets string) (processor.ReplayRange, error) {
 		}
 		if hasEnd {
 			if o.End, err = strconv.ParseInt(strings.TrimSpace(es), 10, 64); err != nil || o.End < o.Start {
-				return r, badConfig("--offsets: %q: END must be a number not below START", item)
+				return r, badConfig("%s: END must be a number not below START, got %q", ref("offsets"), item)
 			}
 		}
 		r.Offsets[p] = o
@@ -194,24 +200,24 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(s.Tencent, log, prov)
+	ccfg, err := clientConfig(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
 	}
 	api, err := client.New(ccfg)
 	if err != nil {
-		return badConfig("%w", err)
+		return clientConfigError(cmd, s.Tencent, err)
 	}
 	defer api.Close()
 
 	cfg := processorConfig(s.Kafka, s.Pipeline, log, prov)
 	replay, err := processor.NewReplay(cfg, s.Range)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	proc, err := processor.New(cfg, api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	defer proc.Close()
 

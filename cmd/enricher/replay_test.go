@@ -287,7 +287,7 @@ func TestParseRange(t *testing.T) {
 		{offsets: "0=1,", bad: true},
 	}
 	for _, tt := range tests {
-		got, err := parseRange(tt.from, tt.to, tt.offsets)
+		got, err := parseRange(tt.from, tt.to, tt.offsets, dashName)
 		if tt.bad {
 			if err == nil {
 				t.Errorf("parseRange(%q, %q, %q) = %v, want an error", tt.from, tt.to, tt.offsets, got)
@@ -307,7 +307,7 @@ func FuzzParseRange(f *testing.F) {
 	f.Add("", "", "0=5:4")
 	f.Add("2026-10-01", "x", "=,:")
 	f.Fuzz(func(t *testing.T, from, to, offsets string) {
-		r, err := parseRange(from, to, offsets)
+		r, err := parseRange(from, to, offsets, dashName)
 		if err != nil {
 			var ue usageError
 			if !errors.As(err, &ue) {
@@ -320,3 +320,6 @@ func FuzzParseRange(f *testing.F) {
 		}
 	})
 }
+
+// dashName names a flag without its environment variable.
+func dashName(flag string) string { return "--" + flag }

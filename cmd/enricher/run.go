@@ -70,19 +70,19 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(s.Tencent, log, prov)
+	ccfg, err := clientConfig(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
 	}
 	api, err := client.New(ccfg)
 	if err != nil {
-		return badConfig("%w", err)
+		return clientConfigError(cmd, s.Tencent, err)
 	}
 	defer api.Close()
 
 	proc, err := processor.New(processorConfig(s.Kafka, s.Pipeline, log, prov), api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
 	if err != nil {
