@@ -65,7 +65,7 @@ func TestLimiterServerSideTrailingSecond(t *testing.T) {
 	}
 	elapsed := limiterDuration.Seconds()
 	t.Logf("server saw %d calls in %.1fs (%.1f/s), max %d in any trailing second by arrival (kernel timestamps: %v; %d by the time the server process handled them); limit %d; limiter: bucket %.2f/s burst 1, send window %d/s; %d lists, %d failed, %d throttled",
-		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, c.lim.window.capacity, done.Load(), failed.Load(), rep.Throttled)
+		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, c.lim.capacity(), done.Load(), failed.Load(), rep.Throttled)
 	if peak > limit {
 		t.Errorf("server saw %d calls in one trailing second, limit %d", peak, limit)
 	}
@@ -192,7 +192,7 @@ func TestLimiterWaitHonoursContext(t *testing.T) {
 // caller that stalls between admission and sending cannot let others
 // exceed the cap.
 func TestSendWindow(t *testing.T) {
-	w := newSendWindow(3)
+	w := newSendWindow(fixedCapacity(3))
 	ctx := context.Background()
 	var slots []*sendSlot
 	for range 3 {
@@ -241,6 +241,9 @@ func TestSendWindow(t *testing.T) {
 		t.Errorf("window holds %d sent, %d pending; want 3, 0", n, pending)
 	}
 }
+
+// fixedCapacity is a constant cap for newSendWindow.
+func fixedCapacity(n int) func() int { return func() int { return n } }
 
 func TestLimiterStartsWithOneToken(t *testing.T) {
 	cfg := validConfig()
