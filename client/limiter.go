@@ -245,7 +245,7 @@ type sendWindow struct {
 	mu      sync.Mutex
 	sent    []time.Time   // send times within the last second, oldest first
 	pending int           // admitted, not yet sent
-	changed chan struct{} // closed and replaced when a slot is sent or cancelled, or the cap grows
+	changed chan struct{} // closed and replaced when a place frees, the cap grows or the first send enters the window
 
 	// wakeups counts the times a blocked admit woke up to check again.
 	wakeups atomic.Int64
@@ -270,12 +270,19 @@ func (s *sendSlot) cancel() { s.once.Do(func() { s.w.release(false) }) }
 
 func (w *sendWindow) release(record bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.pending--
-	if record {
-		w.sent = append(w.sent, time.Now())
+	if !record {
+		w.broadcastLocked() // a place is free
+		return
 	}
-	w.broadcastLocked()
-	w.mu.Unlock()
+	w.sent = append(w.sent, time.Now())
+	if len(w.sent) == 1 {
+		// Waiters that saw only pending calls have no expiry to wait for
+		// yet: give them this one. Otherwise they already wait for an
+		// older send to leave the window, which frees a place first.
+		w.broadcastLocked()
+	}
 }
 
 // notify wakes blocked admits to check the cap again.
@@ -291,8 +298,9 @@ func (w *sendWindow) broadcastLocked() {
 }
 
 // admit waits until a call may be admitted. It blocks until a slot is
-// sent or cancelled, the oldest send leaves the window, the cap grows, the
-// context ends or deadline (zero = none) passes; it never polls.
+// cancelled, the oldest send leaves the window (a timer), the first send
+// enters an empty window, the cap grows, the context ends or deadline
+// (zero = none) passes; it never polls.
 func (w *sendWindow) admit(ctx context.Context, deadline time.Time) (*sendSlot, error) {
 	var past <-chan time.Time
 	if !deadline.IsZero() {
