@@ -87,6 +87,12 @@ func TestLimiterEffectiveRate(t *testing.T) {
 		{200, 1, 199},
 		{100, 0.99, 98},
 		{10, 0.9, 8},
+		// Budgets below two calls per second: one call per trailing
+		// second, spaced 1/(safety*min(rate,1)) apart.
+		{2, 0.97, 0.97},
+		{1, 0.97, 0.97},
+		{0.5, 0.97, 0.485},
+		{1, 1, 1},
 	}
 	for _, tt := range tests {
 		cfg := validConfig()
@@ -95,9 +101,14 @@ func TestLimiterEffectiveRate(t *testing.T) {
 		if math.Abs(l.maxRate-tt.want) > 1e-9 || float64(l.lim.Limit()) != l.maxRate || l.lim.Burst() != 1 {
 			t.Errorf("rate %g safety %g: limiter %g burst %d, want %g burst 1", tt.rate, tt.safety, float64(l.lim.Limit()), l.lim.Burst(), tt.want)
 		}
-		// The token-bucket bound for a 1s window: r*1s + burst.
-		if l.maxRate+1 > tt.rate*tt.safety+1e-9 {
-			t.Errorf("bound %g exceeds %g", l.maxRate+1, tt.rate*tt.safety)
+		// The token-bucket bound for a 1s window: r*1s + burst, and the
+		// hard cap: both within the budget (one call at least).
+		budget := max(1, tt.rate*tt.safety)
+		if b := tt.rate * tt.safety; b >= 2 && l.maxRate+1 > b+1e-9 {
+			t.Errorf("bound %g exceeds %g", l.maxRate+1, b)
+		}
+		if float64(l.maxCap) > budget+1e-9 || l.capacity() != l.maxCap {
+			t.Errorf("cap %d (now %d) exceeds %g", l.maxCap, l.capacity(), budget)
 		}
 	}
 }
@@ -150,7 +161,7 @@ func TestLimiterAIMD(t *testing.T) {
 
 func TestLimiterWaitHonoursContext(t *testing.T) {
 	cfg := validConfig()
-	cfg.Rate = 2 // 0.98 calls/s: the second call waits about a second
+	cfg.Rate = 2 // 0.97 calls/s: the second call waits about a second
 	l := newLimiter(cfg.withDefaults())
 	_, slot, err := l.wait(context.Background(), time.Time{})
 	if err != nil {
