@@ -13,12 +13,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go/sasl"
@@ -436,8 +434,8 @@ func parseTencent(cmd *cli.Command) (tencentSettings, error) {
 	if s.Admin == "" {
 		return s, flagError(cmd, "im-admin", "is required")
 	}
-	if lo := minClientRate(); !(s.Rate >= lo && s.Rate <= maxAPIRate) {
-		return s, flagError(cmd, "api-rate", "must be between %g and %g, got %g", lo, maxAPIRate, s.Rate)
+	if err := checkAPIRate(cmd, s.Rate); err != nil {
+		return s, err
 	}
 	key, err := secret(envSecretKey, flagRef(cmd, "im-secret-key-file"), cmd.String("im-secret-key-file"))
 	if err != nil {
@@ -573,28 +571,14 @@ func clientAccepts(f clientField, s tencentSettings) bool {
 	return c.Validate() == nil
 }
 
-// minClientRate is the lowest --api-rate the client accepts, rounded up to
-// 0.01 calls/s. It is found from client.Config.Validate itself, so the bound
-// follows the client's rules (a minimum rate and its safety margin).
-var minClientRate = sync.OnceValue(func() float64 {
-	ok := func(r float64) bool {
-		c := validClientConfig()
-		c.Rate = r
-		return c.Validate() == nil
+// checkAPIRate validates --api-rate: above 0 (the client paces any
+// positive rate) and at most the API's per-SDKAppID limit.
+func checkAPIRate(cmd *cli.Command, rate float64) error {
+	if !(rate > 0 && rate <= maxAPIRate) {
+		return flagError(cmd, "api-rate", "must be above 0 and at most %g, got %g", maxAPIRate, rate)
 	}
-	lo, hi := 0.0, maxAPIRate
-	if !ok(hi) {
-		return hi
-	}
-	for hi-lo > 1e-6 {
-		if mid := (lo + hi) / 2; ok(mid) {
-			hi = mid
-		} else {
-			lo = mid
-		}
-	}
-	return math.Ceil(hi*100) / 100
-})
+	return nil
+}
 
 // checkTencent validates every flag-fed client field with the client's rules.
 func checkTencent(cmd *cli.Command, s tencentSettings) error {
@@ -606,7 +590,7 @@ func checkTencent(cmd *cli.Command, s tencentSettings) error {
 			continue
 		}
 		if f.flag == "api-rate" {
-			return flagError(cmd, f.flag, "must be between %g and %g, got %g", minClientRate(), maxAPIRate, s.Rate)
+			return checkAPIRate(cmd, s.Rate)
 		}
 		return flagError(cmd, f.flag, "%s, got %q", f.what, flagValue(cmd, f.flag))
 	}

@@ -108,8 +108,8 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 		return s, flagError(cmd, "data-dir", "must not be empty")
 	case s.Partitions < 1:
 		return s, flagError(cmd, "partitions", "must be at least 1, got %d", s.Partitions)
-	case !(s.APIRate >= minClientRate() && s.APIRate <= maxAPIRate):
-		return s, flagError(cmd, "api-rate", "must be between %g and %g, got %g", minClientRate(), maxAPIRate, s.APIRate)
+	case checkAPIRate(cmd, s.APIRate) != nil:
+		return s, checkAPIRate(cmd, s.APIRate)
 	case s.SimLatency < 0:
 		return s, flagError(cmd, "sim-latency", "must not be negative, got %s", s.SimLatency)
 	case s.SimJitter < 0:

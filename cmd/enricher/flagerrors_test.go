@@ -19,15 +19,14 @@ var goFieldNames = []string{"client:", "processor:", "invalid config", "Rate ", 
 	"OrderBy", "MaxInFlight", "MaxEventBytes", "NegativeCacheTTL", "CommitInterval", "DrainTimeout", "ShutdownTimeout", "SDKAppID"}
 
 func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
-	belowMin := strconv.FormatFloat(minClientRate()-0.01, 'f', -1, 64)
 	tests := []struct {
 		name string
 		env  map[string]string // applied over validRunEnv
 		args []string
 		want string // the line must contain it
 	}{
-		{name: "api rate 1", args: []string{"run", "--api-rate", "1"}, want: "--api-rate (ENRICHER_API_RATE) must be between"},
-		{name: "api rate below the client's bound", args: []string{"run", "--api-rate", belowMin}, want: "--api-rate (ENRICHER_API_RATE)"},
+		{name: "api rate 0", args: []string{"run", "--api-rate", "0"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0"},
+		{name: "api rate above the limit (flag)", args: []string{"run", "--api-rate", "200.5"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0 and at most 200"},
 		{name: "api rate above the limit", env: map[string]string{"ENRICHER_API_RATE": "201"}, args: []string{"run"}, want: "--api-rate (ENRICHER_API_RATE)"},
 		{name: "base url scheme", args: []string{"run", "--im-base-url", "ftp://example.com"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
 		{name: "base url without host", args: []string{"run", "--im-base-url", "http://"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
@@ -55,7 +54,7 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "log level", args: []string{"run", "--log-level", "loud"}, want: "--log-level (ENRICHER_LOG_LEVEL)"},
 		{name: "sasl mechanism", args: []string{"run", "--kafka-sasl-mechanism", "GSSAPI"}, want: "--kafka-sasl-mechanism (ENRICHER_KAFKA_SASL_MECHANISM)"},
 
-		{name: "replay api rate 1", env: map[string]string{"ENRICHER_REPLAY_API_RATE": "1"}, args: []string{"replay"}, want: "--api-rate (ENRICHER_REPLAY_API_RATE) must be between"},
+		{name: "replay api rate 1", env: map[string]string{"ENRICHER_REPLAY_API_RATE": "0"}, args: []string{"replay"}, want: "--api-rate (ENRICHER_REPLAY_API_RATE) must be above 0"},
 		{name: "replay base url", args: []string{"replay", "--im-base-url", "ftp://example.com"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
 		{name: "replay pointer", args: []string{"replay", "--user-id-pointer", "/a~2"}, want: "--user-id-pointer (ENRICHER_USER_ID_POINTER)"},
 		{name: "replay order by", args: []string{"replay", "--order-by", "x"}, want: "--order-by (ENRICHER_ORDER_BY)"},
@@ -66,7 +65,7 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "replay progress", args: []string{"replay", "--progress", "loud"}, want: "--progress (ENRICHER_REPLAY_PROGRESS)"},
 		{name: "replay has no start offset", args: []string{"replay", "--start-offset", "latest"}, want: "start-offset"},
 
-		{name: "dev api rate 1", args: []string{"dev", "--api-rate", "1"}, want: "--api-rate"},
+		{name: "dev api rate 1", args: []string{"dev", "--api-rate", "-1"}, want: "--api-rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,22 +93,15 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 	}
 }
 
-// TestMinClientRate: the bound --api-rate is checked against is the
-// client's own: the client accepts it and rejects anything 0.01 lower.
-func TestMinClientRate(t *testing.T) {
-	lo := minClientRate()
-	for _, tt := range []struct {
-		rate float64
-		ok   bool
-	}{{lo, true}, {lo - 0.01, false}, {maxAPIRate, true}, {1, false}} {
+// TestAPIRateBoundMatchesClient: every rate the command accepts, the
+// client accepts too, and the bounds themselves are enforced.
+func TestAPIRateBoundMatchesClient(t *testing.T) {
+	for _, rate := range []float64{0.01, 0.5, 1, 2, 199.99, maxAPIRate} {
 		c := validClientConfig()
-		c.Rate = tt.rate
-		if err := c.Validate(); (err == nil) != tt.ok {
-			t.Errorf("client.Config{Rate: %g}.Validate() = %v, want ok=%v", tt.rate, err, tt.ok)
+		c.Rate = rate
+		if err := c.Validate(); err != nil {
+			t.Errorf("client rejects --api-rate %g that the command accepts: %v", rate, err)
 		}
-	}
-	if lo <= 0 || lo > maxAPIRate {
-		t.Errorf("minClientRate() = %g, outside (0, %g]", lo, maxAPIRate)
 	}
 }
 
@@ -185,7 +177,7 @@ func TestFieldTablesMatchFlags(t *testing.T) {
 		{"im-region", func(s *tencentSettings) { s.BaseURL, s.Region = "", "mars" }},
 		{"im-sdkappid", func(s *tencentSettings) { s.SDKAppID = 0 }},
 		{"im-admin", func(s *tencentSettings) { s.Admin = " " }},
-		{"api-rate", func(s *tencentSettings) { s.Rate = 1 }},
+		{"api-rate", func(s *tencentSettings) { s.Rate = -1 }},
 	}
 	for _, tt := range clientCases {
 		s := goodT
