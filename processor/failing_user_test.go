@@ -165,7 +165,7 @@ func TestSimulatorFailingUser(t *testing.T) {
 	if st := p.Stats(); st.ByStatus[schemas.StatusOK] != int64(len(good)+len(more)) || st.ByStatus[schemas.StatusUnavailable] != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	t.Logf("calls for the failing user %d, simulator codes %v", srv.Stats().PerUser[bad], srv.Stats().ByCode)
+	t.Logf("calls for the failing user %d, simulator codes %v, pauses %d", srv.Stats().PerUser[bad], srv.Stats().ByCode, p.Stats().Pauses)
 }
 
 // TestRecordRetryDeadlineOutcomes: what a record whose lookups keep
