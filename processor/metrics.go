@@ -39,12 +39,13 @@ type metrics struct {
 	nIn, nOut    atomic.Int64
 	nDLQ         atomic.Int64
 	nInFlight    atomic.Int64
-	byStatus     [4]atomic.Int64 // indexed by statusIndex
-	byClass      [6]atomic.Int64 // indexed by classIndex
+	byStatus     [4]atomic.Int64            // indexed by statusIndex
+	byClass      [len(classes)]atomic.Int64 // indexed by classIndex
 }
 
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
-var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment}
+var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment,
+	ClassEnrichmentUnavailable, ClassOutputTooLarge}
 
 func statusIndex(s schemas.Status) int {
 	for i, x := range statuses {

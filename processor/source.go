@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
 )
 
 // GroupSource is the Source of a Processor: a member of the consumer group
@@ -46,7 +47,7 @@ func (s *GroupSource) Run(ctx context.Context, p *Pipeline) error {
 		HeartbeatInterval:     s.cfg.HeartbeatInterval,
 		WatchPartitionChanges: true,
 		JoinGroupBackoff:      time.Second,
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { s.log.Debug(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:           newKafkaErrorLog(s.log.With("component", "consumer-group")),
 	})
 	if err != nil {
 		return fmt.Errorf("processor: consumer group: %w", err)
@@ -175,7 +176,7 @@ func (s *GroupSource) fetch(ctx context.Context, c *Claim, offset int64) {
 		MaxWait:        s.cfg.FetchMaxWait,
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { s.log.Debug(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:    newKafkaErrorLog(s.log.With("component", "fetcher", "partition", c.partition)),
 	})
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
@@ -205,4 +206,31 @@ func (s *GroupSource) fetch(ctx context.Context, c *Claim, offset int64) {
 			return
 		}
 	}
+}
+
+// kafkaErrorLogEvery is the least time between two lines of one kafka-go
+// error log.
+const kafkaErrorLogEvery = 10 * time.Second
+
+// kafkaErrorLog is a kafka-go ErrorLogger logging at Warn, at most one line
+// per kafkaErrorLogEvery, with the count of lines suppressed since the last
+// one. kafka-go retries some failures forever and only logs them, so they
+// must be visible, but not one line per retry. Safe for concurrent use.
+type kafkaErrorLog struct {
+	log        *slog.Logger
+	lim        *rate.Limiter
+	suppressed atomic.Int64
+}
+
+func newKafkaErrorLog(log *slog.Logger) *kafkaErrorLog {
+	return &kafkaErrorLog{log: log, lim: rate.NewLimiter(rate.Every(kafkaErrorLogEvery), 1)}
+}
+
+// Printf implements kafka.Logger.
+func (l *kafkaErrorLog) Printf(msg string, args ...any) {
+	if !l.lim.Allow() {
+		l.suppressed.Add(1)
+		return
+	}
+	l.log.Warn("kafka client error", "error", fmt.Sprintf(msg, args...), "suppressed", l.suppressed.Swap(0))
 }
