@@ -47,7 +47,8 @@ const (
 	defaultCacheTTL      = processor.DefaultCacheTTL
 	defaultCacheSize     = processor.DefaultCacheSize
 	defaultHTTPAddr      = ":9464"
-	maxAPIRate           = 200.0 // the API's documented per-SDKAppID limit
+	maxAPIRate           = 200.0    // the API's documented per-SDKAppID limit
+	minRecordBytes       = 16 << 10 // processor.Config.MaxRecordBytes' lower bound
 )
 
 // Values of --start-offset and --order-by.
@@ -123,6 +124,10 @@ func pipelineFlags() []cli.Flag {
 			Usage: "events being enriched at once within one partition; at most --max-in-flight (when not set, the smaller of the two defaults)"},
 		&cli.IntFlag{Name: "max-event-bytes", Category: catPipeline, Value: processor.DefaultMaxEventBytes, Sources: env("ENRICHER_MAX_EVENT_BYTES"),
 			Usage: "largest input event in `BYTES`; larger events go to the DLQ"},
+		&cli.IntFlag{Name: "max-record-bytes", Category: catPipeline, Value: processor.DefaultMaxRecordBytes, Sources: env("ENRICHER_MAX_RECORD_BYTES"),
+			Usage: "largest output record in `BYTES` (at most the broker's and topics' max.message.bytes); an enriched record above it goes to the DLQ as output_too_large"},
+		&cli.DurationFlag{Name: "record-retry-deadline", Category: catPipeline, Value: processor.DefaultRecordRetryDeadline, Sources: env("ENRICHER_RECORD_RETRY_DEADLINE"),
+			Usage: "how long one event's lookup may keep failing while the API as a whole works before the event goes to the DLQ as enrichment_unavailable (outages do not count)"},
 		&cli.DurationFlag{Name: "negative-cache-ttl", Category: catPipeline, Value: processor.DefaultNegativeCacheTTL, Sources: env("ENRICHER_NEGATIVE_CACHE_TTL"),
 			Usage: "how long user_not_found and invalid_user answers are reused"},
 		&cli.StringFlag{Name: "order-by", Category: catPipeline, Value: orderByKafkaKey, Sources: env("ENRICHER_ORDER_BY"),
@@ -191,6 +196,8 @@ type pipelineSettings struct {
 	StartOffset                              processor.StartOffset
 	MaxInFlightPerPartition                  int
 	MaxEventBytes                            int
+	MaxRecordBytes                           int
+	RecordRetryDeadline                      time.Duration
 	NegativeCacheTTL                         time.Duration
 	OrderBy                                  processor.OrderBy
 	CommitInterval                           time.Duration
@@ -318,21 +325,23 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 
 func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 	s := pipelineSettings{
-		InputTopic:       strings.TrimSpace(cmd.String("input-topic")),
-		OutputTopic:      strings.TrimSpace(cmd.String("output-topic")),
-		DLQTopic:         strings.TrimSpace(cmd.String("dlq-topic")),
-		Group:            strings.TrimSpace(cmd.String("group")),
-		UserIDPointer:    cmd.String("user-id-pointer"),
-		MaxInFlight:      cmd.Int("max-in-flight"),
-		CacheTTL:         cmd.Duration("cache-ttl"),
-		CacheSize:        cmd.Int("cache-size"),
-		AutoCreateTopics: cmd.Bool("auto-create-topics"),
-		UnavailableAfter: cmd.Duration("unavailable-after"),
-		MaxEventBytes:    cmd.Int("max-event-bytes"),
-		NegativeCacheTTL: cmd.Duration("negative-cache-ttl"),
-		CommitInterval:   cmd.Duration("commit-interval"),
-		DrainTimeout:     cmd.Duration("drain-timeout"),
-		ShutdownTimeout:  cmd.Duration("shutdown-timeout"),
+		InputTopic:          strings.TrimSpace(cmd.String("input-topic")),
+		OutputTopic:         strings.TrimSpace(cmd.String("output-topic")),
+		DLQTopic:            strings.TrimSpace(cmd.String("dlq-topic")),
+		Group:               strings.TrimSpace(cmd.String("group")),
+		UserIDPointer:       cmd.String("user-id-pointer"),
+		MaxInFlight:         cmd.Int("max-in-flight"),
+		CacheTTL:            cmd.Duration("cache-ttl"),
+		CacheSize:           cmd.Int("cache-size"),
+		AutoCreateTopics:    cmd.Bool("auto-create-topics"),
+		UnavailableAfter:    cmd.Duration("unavailable-after"),
+		MaxEventBytes:       cmd.Int("max-event-bytes"),
+		MaxRecordBytes:      cmd.Int("max-record-bytes"),
+		RecordRetryDeadline: cmd.Duration("record-retry-deadline"),
+		NegativeCacheTTL:    cmd.Duration("negative-cache-ttl"),
+		CommitInterval:      cmd.Duration("commit-interval"),
+		DrainTimeout:        cmd.Duration("drain-timeout"),
+		ShutdownTimeout:     cmd.Duration("shutdown-timeout"),
 	}
 	for _, name := range []string{"input-topic", "output-topic", "dlq-topic", "group"} {
 		if strings.TrimSpace(cmd.String(name)) == "" {
@@ -364,6 +373,9 @@ func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 	if s.MaxEventBytes < 1 {
 		return s, flagError(cmd, "max-event-bytes", "must be at least 1, got %d", s.MaxEventBytes)
 	}
+	if s.MaxRecordBytes < minRecordBytes {
+		return s, flagError(cmd, "max-record-bytes", "must be at least %d, got %d", minRecordBytes, s.MaxRecordBytes)
+	}
 	if s.CacheSize < 1 {
 		return s, flagError(cmd, "cache-size", "must be at least 1, got %d", s.CacheSize)
 	}
@@ -372,7 +384,7 @@ func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 		v    time.Duration
 	}{
 		{"cache-ttl", s.CacheTTL}, {"negative-cache-ttl", s.NegativeCacheTTL}, {"commit-interval", s.CommitInterval},
-		{"drain-timeout", s.DrainTimeout}, {"shutdown-timeout", s.ShutdownTimeout},
+		{"drain-timeout", s.DrainTimeout}, {"shutdown-timeout", s.ShutdownTimeout}, {"record-retry-deadline", s.RecordRetryDeadline},
 	} {
 		if d.v <= 0 {
 			return s, flagError(cmd, d.name, "must be positive, got %s", d.v)
@@ -631,6 +643,8 @@ var processorFields = []processorField{
 		c.MaxInFlight, c.MaxInFlightPerPartition = p.MaxInFlight, p.MaxInFlightPerPartition
 	}, "must be between 1 and --max-in-flight"},
 	{"max-event-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxEventBytes = p.MaxEventBytes }, "must be at least 1"},
+	{"max-record-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxRecordBytes = p.MaxRecordBytes }, "must be at least 16 KiB (16384)"},
+	{"record-retry-deadline", func(c *processor.Config, p pipelineSettings) { c.RecordRetryDeadline = p.RecordRetryDeadline }, "must be positive"},
 	{"cache-size", func(c *processor.Config, p pipelineSettings) { c.CacheSize = p.CacheSize }, "must be at least 1"},
 	{"cache-ttl", func(c *processor.Config, p pipelineSettings) { c.CacheTTL = p.CacheTTL }, "must be positive"},
 	{"negative-cache-ttl", func(c *processor.Config, p pipelineSettings) { c.NegativeCacheTTL = p.NegativeCacheTTL }, "must be positive"},

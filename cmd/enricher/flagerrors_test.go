@@ -43,6 +43,8 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "max in flight", args: []string{"run", "--max-in-flight", "-1"}, want: "--max-in-flight (ENRICHER_MAX_IN_FLIGHT)"},
 		{name: "max event bytes", args: []string{"run", "--max-event-bytes", "0"}, want: "--max-event-bytes (ENRICHER_MAX_EVENT_BYTES)"},
 		{name: "negative cache ttl", args: []string{"run", "--negative-cache-ttl", "0s"}, want: "--negative-cache-ttl (ENRICHER_NEGATIVE_CACHE_TTL)"},
+		{name: "max record bytes", args: []string{"run", "--max-record-bytes", "1000"}, want: "--max-record-bytes (ENRICHER_MAX_RECORD_BYTES) must be at least 16384"},
+		{name: "record retry deadline", env: map[string]string{"ENRICHER_RECORD_RETRY_DEADLINE": "-1s"}, args: []string{"run"}, want: "--record-retry-deadline (ENRICHER_RECORD_RETRY_DEADLINE) must be positive"},
 		{name: "cache ttl", args: []string{"run", "--cache-ttl", "-1m"}, want: "--cache-ttl (ENRICHER_CACHE_TTL)"},
 		{name: "commit interval", env: map[string]string{"ENRICHER_COMMIT_INTERVAL": "0s"}, args: []string{"run"}, want: "--commit-interval (ENRICHER_COMMIT_INTERVAL)"},
 		{name: "drain timeout", args: []string{"run", "--drain-timeout", "-1s"}, want: "--drain-timeout (ENRICHER_DRAIN_TIMEOUT)"},
@@ -122,7 +124,8 @@ func TestFieldTablesMatchFlags(t *testing.T) {
 	}
 
 	goodP := pipelineSettings{InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g", UserIDPointer: "/user_id",
-		MaxInFlight: 4, MaxInFlightPerPartition: 2, MaxEventBytes: 1, CacheTTL: time.Second, NegativeCacheTTL: time.Second,
+		MaxInFlight: 4, MaxInFlightPerPartition: 2, MaxEventBytes: 1, MaxRecordBytes: 1 << 20, RecordRetryDeadline: time.Minute,
+		CacheTTL: time.Second, NegativeCacheTTL: time.Second,
 		CacheSize: 1, CommitInterval: time.Second, DrainTimeout: time.Second, ShutdownTimeout: time.Second,
 		StartOffset: processor.StartLatest, OrderBy: processor.OrderByUser}
 	if err := checkPipeline(run, goodP); err != nil {
@@ -140,6 +143,8 @@ func TestFieldTablesMatchFlags(t *testing.T) {
 		{"max-in-flight", func(p *pipelineSettings) { p.MaxInFlight = -1 }},
 		{"max-in-flight-per-partition", func(p *pipelineSettings) { p.MaxInFlightPerPartition = 5 }},
 		{"max-event-bytes", func(p *pipelineSettings) { p.MaxEventBytes = -1 }},
+		{"max-record-bytes", func(p *pipelineSettings) { p.MaxRecordBytes = 100 }},
+		{"record-retry-deadline", func(p *pipelineSettings) { p.RecordRetryDeadline = -time.Second }},
 		{"cache-size", func(p *pipelineSettings) { p.CacheSize = -1 }},
 		{"cache-ttl", func(p *pipelineSettings) { p.CacheTTL = -time.Second }},
 		{"negative-cache-ttl", func(p *pipelineSettings) { p.NegativeCacheTTL = -time.Second }},
@@ -202,7 +207,8 @@ func TestPipelineFlagsReachProcessor(t *testing.T) {
 		MaxInFlight: processor.DefaultMaxInFlight, MaxInFlightPerPartition: processor.DefaultMaxInFlightPerPartition,
 		MaxEventBytes: processor.DefaultMaxEventBytes, NegativeCacheTTL: processor.DefaultNegativeCacheTTL,
 		CommitInterval: processor.DefaultCommitInterval, DrainTimeout: processor.DefaultDrainTimeout,
-		ShutdownTimeout: processor.DefaultShutdownTimeout,
+		ShutdownTimeout: processor.DefaultShutdownTimeout, MaxRecordBytes: processor.DefaultMaxRecordBytes,
+		RecordRetryDeadline: processor.DefaultRecordRetryDeadline,
 	}
 	tests := []struct {
 		name string
@@ -215,7 +221,9 @@ func TestPipelineFlagsReachProcessor(t *testing.T) {
 			"ENRICHER_START_OFFSET": "latest", "ENRICHER_ORDER_BY": "user", "ENRICHER_MAX_IN_FLIGHT_PER_PARTITION": "3",
 			"ENRICHER_MAX_EVENT_BYTES": "2048", "ENRICHER_NEGATIVE_CACHE_TTL": "5s", "ENRICHER_COMMIT_INTERVAL": "250ms",
 			"ENRICHER_DRAIN_TIMEOUT": "2s", "ENRICHER_SHUTDOWN_TIMEOUT": "3s",
+			"ENRICHER_MAX_RECORD_BYTES": "65536", "ENRICHER_RECORD_RETRY_DEADLINE": "90s",
 		}, want: func(c *processor.Config) {
+			c.MaxRecordBytes, c.RecordRetryDeadline = 65536, 90*time.Second
 			c.StartOffset, c.OrderBy, c.MaxInFlightPerPartition, c.MaxEventBytes = processor.StartLatest, processor.OrderByUser, 3, 2048
 			c.NegativeCacheTTL, c.CommitInterval, c.DrainTimeout, c.ShutdownTimeout = 5*time.Second, 250*time.Millisecond, 2*time.Second, 3*time.Second
 		}},
@@ -239,15 +247,15 @@ func TestPipelineFlagsReachProcessor(t *testing.T) {
 			want := defaults
 			tt.want(&want)
 			type knobs struct {
-				S          processor.StartOffset
-				O          processor.OrderBy
-				M, MP, B   int
-				N, C, D, X time.Duration
+				S             processor.StartOffset
+				O             processor.OrderBy
+				M, MP, B, R   int
+				N, C, D, X, Y time.Duration
 			}
-			g := knobs{got.StartOffset, got.OrderBy, got.MaxInFlight, got.MaxInFlightPerPartition, got.MaxEventBytes,
-				got.NegativeCacheTTL, got.CommitInterval, got.DrainTimeout, got.ShutdownTimeout}
-			w := knobs{want.StartOffset, want.OrderBy, want.MaxInFlight, want.MaxInFlightPerPartition, want.MaxEventBytes,
-				want.NegativeCacheTTL, want.CommitInterval, want.DrainTimeout, want.ShutdownTimeout}
+			g := knobs{got.StartOffset, got.OrderBy, got.MaxInFlight, got.MaxInFlightPerPartition, got.MaxEventBytes, got.MaxRecordBytes,
+				got.NegativeCacheTTL, got.CommitInterval, got.DrainTimeout, got.ShutdownTimeout, got.RecordRetryDeadline}
+			w := knobs{want.StartOffset, want.OrderBy, want.MaxInFlight, want.MaxInFlightPerPartition, want.MaxEventBytes, want.MaxRecordBytes,
+				want.NegativeCacheTTL, want.CommitInterval, want.DrainTimeout, want.ShutdownTimeout, want.RecordRetryDeadline}
 			if g != w {
 				t.Errorf("processor config\n got %+v\nwant %+v", g, w)
 			}
@@ -270,6 +278,8 @@ func TestHelpShowsProcessorDefaults(t *testing.T) {
 	for flag, def := range map[string]string{
 		"max-in-flight-per-partition": strconv.Itoa(processor.DefaultMaxInFlightPerPartition),
 		"max-event-bytes":             strconv.Itoa(processor.DefaultMaxEventBytes),
+		"max-record-bytes":            strconv.Itoa(processor.DefaultMaxRecordBytes),
+		"record-retry-deadline":       processor.DefaultRecordRetryDeadline.String(),
 		"negative-cache-ttl":          processor.DefaultNegativeCacheTTL.String(),
 		"commit-interval":             processor.DefaultCommitInterval.String(),
 		"drain-timeout":               processor.DefaultDrainTimeout.String(),

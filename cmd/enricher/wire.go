@@ -71,6 +71,8 @@ func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov
 		StartOffset:             p.StartOffset,
 		OrderBy:                 p.OrderBy,
 		MaxEventBytes:           p.MaxEventBytes,
+		MaxRecordBytes:          p.MaxRecordBytes,
+		RecordRetryDeadline:     p.RecordRetryDeadline,
 		NegativeCacheTTL:        p.NegativeCacheTTL,
 		CommitInterval:          p.CommitInterval,
 		DrainTimeout:            p.DrainTimeout,
