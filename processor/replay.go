@@ -699,58 +699,18 @@ draining:
 // in the time range and skipping the others, until the last record before
 // end was handed over or ctx ends.
 func (r *Replay) fetch(ctx context.Context, c *Claim, offset, end int64) {
-	rd := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        r.cfg.Brokers,
-		Topic:          c.topic,
-		Partition:      c.partition,
-		Dialer:         r.cfg.Dialer,
-		MinBytes:       1,
-		MaxBytes:       10 << 20,
-		MaxWait:        r.cfg.FetchMaxWait,
-		ReadBackoffMin: 10 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { r.log.Debug(fmt.Sprintf(msg, args...)) }),
-	})
-	defer rd.Close()
-	if err := rd.SetOffset(offset); err != nil {
-		r.log.Error("cannot start fetching", "partition", c.partition, "offset", offset, "error", err)
-		return
-	}
-	for {
-		m, err := rd.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("fetch failed", "partition", c.partition, "error", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
+	fetchPartition(ctx, r.cfg, r.log, c, offset, func(m kafka.Message) (bool, error) {
 		if m.Offset >= end {
-			return
+			return false, nil
 		}
-		if r.rng.inTime(m.Time) {
-			err = c.Submit(ctx, m)
-		} else {
-			err = c.Skip(ctx, m.Offset)
-			if err == nil {
-				r.skipped.Add(1)
+		if !r.rng.inTime(m.Time) {
+			if err := c.Skip(ctx, m.Offset); err != nil {
+				return false, err
 			}
+			r.skipped.Add(1)
+		} else if err := c.Submit(ctx, m); err != nil {
+			return false, err
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Error("submit failed", "partition", c.partition, "offset", m.Offset, "error", err)
-			}
-			return
-		}
-		if m.Offset >= end-1 {
-			return
-		}
-	}
+		return m.Offset < end-1, nil
+	})
 }
