@@ -17,7 +17,6 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/eventgen"
@@ -170,15 +169,11 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer sim.Close()
 
-	ccfg, err := clientConfig(cmd, tencentSettings{
+	api, err := newClient(cmd, tencentSettings{
 		BaseURL: sim.URL(), SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: devSecretKey, Rate: s.APIRate,
 	}, log, prov)
 	if err != nil {
 		return err
-	}
-	api, err := client.New(ccfg)
-	if err != nil {
-		return fmt.Errorf("dev: client: %w", err)
 	}
 	defer api.Close()
 

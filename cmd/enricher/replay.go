@@ -18,7 +18,6 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
 
-	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -200,13 +199,9 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(cmd, s.Tencent, log, prov)
+	api, err := newClient(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
-	}
-	api, err := client.New(ccfg)
-	if err != nil {
-		return clientConfigError(cmd, s.Tencent, err)
 	}
 	defer api.Close()
 

@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -70,13 +69,9 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(cmd, s.Tencent, log, prov)
+	api, err := newClient(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
-	}
-	api, err := client.New(ccfg)
-	if err != nil {
-		return clientConfigError(cmd, s.Tencent, err)
 	}
 	defer api.Close()
 

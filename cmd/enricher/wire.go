@@ -56,6 +56,20 @@ func clientConfig(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *t
 	return cfg, nil
 }
 
+// newClient builds the Tencent client from the settings; an invalid
+// setting is reported as the flag of cmd that feeds it. The caller closes it.
+func newClient(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (*client.Client, error) {
+	cfg, err := clientConfig(cmd, s, log, prov)
+	if err != nil {
+		return nil, err
+	}
+	api, err := client.New(cfg)
+	if err != nil {
+		return nil, clientConfigError(cmd, s, err)
+	}
+	return api, nil
+}
+
 // processorConfig maps the Kafka and pipeline settings onto the processor's Config.
 func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov *telemetry.Providers) processor.Config {
 	return processor.Config{
