@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,10 +54,15 @@ type Config struct {
 	BaseURL string
 
 	// Rate is the app's call budget in calls per second (default 200, the
-	// API's limit). Every attempt and every page counts. The client admits
-	// a call only while the calls sent in the last second plus those
-	// admitted but not yet written stay below floor(RateSafety*Rate), and a
-	// token bucket (burst 1, rate RateSafety*Rate-1) spaces calls evenly.
+	// API's limit; any positive value, fractions included). Every attempt
+	// and every page counts. The client admits a call only while the calls
+	// sent in the last second plus those admitted but not yet written stay
+	// below floor(RateSafety*Rate) (at least 1), and a token bucket (burst
+	// 1, rate RateSafety*Rate-1) spaces calls evenly. Below about 2 calls/s
+	// at most one call is in any trailing second and calls are spaced
+	// 1/(RateSafety*min(Rate,1)) seconds apart: Rate 0.5 sends one call
+	// about every 2.06s. After a frequency-limit answer both the bucket
+	// rate and the cap follow the lowered rate at once.
 	// The budget is per Client: processes sharing one app must split it.
 	Rate float64
 	// RateSafety is the share of Rate the client uses (default 0.97, in
@@ -236,16 +242,13 @@ func (c Config) Validate() error {
 	if _, err := d.baseURL(); err != nil {
 		errs = append(errs, err)
 	}
-	if d.Rate < 2 {
-		add("Rate must be at least 2 calls/s, got %g", d.Rate)
+	if !(d.Rate > 0) || math.IsInf(d.Rate, 0) {
+		add("Rate must be a positive number of calls/s, got %g", d.Rate)
 	}
-	if d.RateSafety <= 0 || d.RateSafety > 1 {
+	if !(d.RateSafety > 0 && d.RateSafety <= 1) {
 		add("RateSafety must be in (0,1], got %g", d.RateSafety)
 	}
-	if d.Rate >= 2 && d.RateSafety > 0 && d.RateSafety*d.Rate-1 < 1 {
-		add("RateSafety*Rate-1 must be at least 1 call/s")
-	}
-	if d.MinRate <= 0 {
+	if !(d.MinRate > 0) || math.IsInf(d.MinRate, 0) {
 		add("MinRate must be positive, got %g", d.MinRate)
 	}
 	if d.RateDecrease <= 0 || d.RateDecrease >= 1 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,12 @@ func TestValidate(t *testing.T) {
 		{"bad region", func(c *Config) { c.Region = "mars" }, "unknown region"},
 		{"bad scheme", func(c *Config) { c.BaseURL = "ftp://x" }, "scheme"},
 		{"query in base url", func(c *Config) { c.BaseURL = "https://x/?usersig=1" }, "query"},
-		{"rate too low", func(c *Config) { c.Rate = 1 }, "Rate"},
+		{"rate negative", func(c *Config) { c.Rate = -1 }, "Rate"},
+		{"rate NaN", func(c *Config) { c.Rate = math.NaN() }, "Rate"},
+		{"rate infinite", func(c *Config) { c.Rate = math.Inf(1) }, "Rate"},
+		{"rate one per second", func(c *Config) { c.Rate = 1 }, ""},
+		{"rate fractional", func(c *Config) { c.Rate = 0.5 }, ""},
+		{"rate safety NaN", func(c *Config) { c.RateSafety = math.NaN() }, "RateSafety"},
 		{"safety above 1", func(c *Config) { c.RateSafety = 1.5 }, "RateSafety"},
 		{"decrease 1", func(c *Config) { c.RateDecrease = 1 }, "RateDecrease"},
 		{"page limit 201", func(c *Config) { c.PageLimit = 201 }, "PageLimit"},

@@ -145,12 +145,28 @@ var codeRules = map[int]codeRule{
 	CodeResponseJSONError:   {ClassTransient, true},
 }
 
+// Common REST error codes (60000–69999: request, app and account errors;
+// 70000–79999: UserSig and identity errors) are shared by every API and
+// concern the app, its credentials or the request as the client builds it,
+// never one record.
+const (
+	commonCodeMin = 60000
+	commonCodeMax = 79999
+)
+
 // CodeClass returns the class of an ErrorCode from the response body.
-// Codes the reference does not list are ClassPermanent: the record is
-// reported with its code instead of being retried forever or stopping the app.
+// Codes the reference does not list are classed by range: an unlisted
+// common code (60000–79999, which includes the 70000-range UserSig and
+// account codes) is ClassFatal, since it concerns the app or its
+// credentials and would fail every record the same way; any other unlisted
+// code is endpoint-specific and ClassPermanent, so the record is reported
+// with its code instead of being retried forever or stopping the app.
 func CodeClass(code int) Class {
 	if r, ok := codeRules[code]; ok {
 		return r.class
+	}
+	if code >= commonCodeMin && code <= commonCodeMax {
+		return ClassFatal
 	}
 	return ClassPermanent
 }
@@ -329,7 +345,10 @@ func (e *RetryDeadlineError) Unwrap() error { return e.Last }
 // the one classifier that drives the client's retries and breaker and the
 // caller's decision per record:
 // nil is ClassOK; the caller's cancellation is ClassCanceled; *APIError uses
-// the reference table (CodeClass); transport failures and an open breaker are
+// the reference table (CodeClass: codes it does not list are ClassFatal in
+// the common range 60000–79999 and ClassPermanent otherwise; a non-200 HTTP
+// status without ErrorCode is ClassTransient for 5xx and 408, ClassRateLimited
+// for 429, ClassFatal for other statuses); transport failures and an open breaker are
 // ClassTransient; pagination and invalid-request errors are ClassPermanent.
 // Unknown errors are ClassTransient.
 func Classify(err error) Class {

@@ -35,7 +35,12 @@ func TestCodeClassReferenceTable(t *testing.T) {
 		{[]int{70051, 70107}, ClassFatal},
 		{[]int{60013}, ClassTransient},
 		{[]int{0}, ClassOK},
-		{[]int{99999, 1}, ClassPermanent}, // unknown codes
+		// Codes the table does not list: common REST codes (60000–79999,
+		// the 70000-range UserSig/account codes included) concern the app
+		// and stop it; other codes are endpoint-specific and per record.
+		{[]int{60000, 60001, 60022, 60099, 69999}, ClassFatal},
+		{[]int{70000, 70002, 70052, 70169, 70398, 79999}, ClassFatal},
+		{[]int{1, 6018, 10005, 20002, 59999, 80000, 99999, 130005, 131001}, ClassPermanent},
 	}
 	for _, tt := range tests {
 		for _, code := range tt.codes {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -15,15 +16,18 @@ import (
 // beyond the retry deadline; the reservation is given back.
 var errWaitPastDeadline = errors.New("limiter slot past the retry deadline")
 
-// limiter keeps every trailing one-second window within the app's budget.
-// Two mechanisms, both applied to every attempt and every page:
+// limiter keeps every trailing one-second window within the app's budget
+// B = RateSafety*Rate. Two mechanisms, both applied to every attempt and
+// every page, both following the current (adaptive) rate r:
 //
-//   - pacing: a token bucket (golang.org/x/time/rate) with burst 1 at
-//     maxRate = RateSafety*Rate - 1. Over any interval of length T it grants
-//     at most maxRate*T + 1 calls, i.e. at most RateSafety*Rate per second.
+//   - pacing: a token bucket (golang.org/x/time/rate) with burst 1 at r.
+//     Over any interval of length T it grants at most r*T + 1 calls. At
+//     full rate r = maxRate = B-1 (B >= 2), so a second holds at most B
+//     calls; for smaller budgets see pacingRate.
 //   - a hard cap (sendWindow): a call is admitted only while the calls sent
 //     in the last second plus the calls admitted but not yet sent stay below
-//     capacity = floor(RateSafety*Rate). A call counts as sent when net/http
+//     capacity(r) = floor(r+1), at most floor(B) and at least 1, checked
+//     again at every admission. A call counts as sent when net/http
 //     reports the request written (httptrace WroteRequest, just before the
 //     transport flushes it to the socket) or, failing that, when the
 //     exchange ends. So a goroutine that stalls between admission and
@@ -32,20 +36,27 @@ var errWaitPastDeadline = errors.New("limiter slot past the retry deadline")
 //     it saw all the others either in the log or pending. What remains is
 //     the delay from write to arrival, which RateSafety's headroom absorbs.
 //
-// On a frequency-limit answer it lowers the bucket rate by RateDecrease at
-// most once per second and then lets it grow back linearly to maxRate over
-// RateRecoverAfter (additive increase, multiplicative decrease). Safe for
-// concurrent use.
+// Callers queue for their turn (FIFO) without a reservation: only the caller
+// at the head reserves a token and asks the hard cap. A rate change thus
+// applies at once to every queued call, not only to those that arrive later.
+//
+// On a frequency-limit answer it lowers the rate by RateDecrease at most
+// once per second, which lowers the hard cap too, and then lets the rate
+// grow back linearly to maxRate over RateRecoverAfter (additive increase,
+// multiplicative decrease). Safe for concurrent use.
 type limiter struct {
 	lim     *rate.Limiter
 	now     func() time.Time
 	maxRate float64
 	minRate float64
+	maxCap  int // floor(B): the hard cap at full rate
 	factor  float64
 	// recoverPerSec is the additive increase in calls/s per second.
 	recoverPerSec float64
 	onChange      func(rate float64, reason string)
 
+	// turn is held (one element) by the caller at the head of the queue.
+	turn   chan struct{}
 	window *sendWindow
 
 	mu           sync.Mutex
@@ -54,16 +65,35 @@ type limiter struct {
 	lastDecrease time.Time
 }
 
+// pacingRate is the token-bucket rate at full speed for a budget of rate
+// calls per second of which the share safety is used (b = safety*rate):
+//
+//   - b >= 2: b-1, since the burst of 1 adds one call to any window, so a
+//     second holds at most b calls;
+//   - b < 2: one call per trailing second at most (the hard cap is 1), spaced
+//     1/(safety*min(rate,1)) apart: for rate >= 1 that keeps the same share
+//     of headroom over the one second the server counts, for rate < 1 it
+//     spaces calls 1/b apart, so any span of T seconds holds at most b*T+1.
+func pacingRate(rate, safety float64) float64 {
+	if b := safety * rate; b >= 2 {
+		return b - 1
+	}
+	return safety * min(rate, 1)
+}
+
 func newLimiter(cfg Config) *limiter {
-	maxRate := cfg.RateSafety*cfg.Rate - 1 // the burst of 1 adds one call per window
+	budget := cfg.RateSafety * cfg.Rate
+	maxRate := pacingRate(cfg.Rate, cfg.RateSafety)
 	minRate := min(cfg.MinRate, maxRate)
 	l := &limiter{
 		now:     cfg.Now,
 		maxRate: maxRate,
 		minRate: minRate,
+		maxCap:  max(1, int(math.Floor(budget+1e-9))),
 		factor:  cfg.RateDecrease,
 		cur:     maxRate,
 		last:    cfg.Now(),
+		turn:    make(chan struct{}, 1),
 	}
 	if cfg.RateRecoverAfter > 0 {
 		l.recoverPerSec = maxRate / cfg.RateRecoverAfter.Seconds()
@@ -71,7 +101,7 @@ func newLimiter(cfg Config) *limiter {
 		l.recoverPerSec = maxRate * 1e9 // recover at once
 	}
 	l.lim = rate.NewLimiter(rate.Limit(maxRate), 1)
-	l.window = newSendWindow(max(1, int(math.Floor(cfg.RateSafety*cfg.Rate+1e-9))))
+	l.window = newSendWindow(l.capacity)
 	return l
 }
 
@@ -81,6 +111,20 @@ func (l *limiter) current() float64 {
 	defer l.mu.Unlock()
 	l.recoverLocked(l.now())
 	return l.cur
+}
+
+// capacity returns the hard cap on calls per trailing second for the
+// current rate: floor(r+1) (the token bucket's own bound), within
+// [1, floor(B)].
+func (l *limiter) capacity() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recoverLocked(l.now())
+	return l.capacityLocked()
+}
+
+func (l *limiter) capacityLocked() int {
+	return min(l.maxCap, max(1, int(math.Floor(l.cur+1+1e-9))))
 }
 
 func (l *limiter) recoverLocked(now time.Time) {
@@ -101,8 +145,12 @@ func (l *limiter) setLocked(r float64) {
 	if r == l.cur {
 		return
 	}
+	before := l.capacityLocked()
 	l.cur = r
 	l.lim.SetLimit(rate.Limit(r))
+	if l.capacityLocked() > before {
+		l.window.notify() // a waiter blocked on the cap may go now
+	}
 }
 
 // throttled lowers the rate after a frequency-limit answer. Answers that
@@ -134,26 +182,47 @@ func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, 
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
+	start := time.Now()
+	// Queue for the turn. Queued callers hold no reservation, so each is
+	// paced at the rate in force when it reaches the head.
+	select {
+	case l.turn <- struct{}{}:
+	default:
+		var past <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(deadline.Sub(start))
+			defer t.Stop()
+			past = t.C
+		}
+		select {
+		case l.turn <- struct{}{}:
+		case <-past:
+			return time.Since(start), nil, errWaitPastDeadline
+		case <-ctx.Done():
+			return time.Since(start), nil, ctx.Err()
+		}
+	}
+	defer func() { <-l.turn }()
+
 	// Reserve under the lock: rate.Limiter credits tokens for the time
 	// between reservations, and timestamps taken outside a lock reach it out
-	// of order under contention, which it counts twice (a burst above the
-	// rate). Taking time.Now() and reserving atomically keeps them monotonic.
+	// of order when the rate changes concurrently.
 	l.mu.Lock()
+	now := time.Now()
 	l.recoverLocked(l.now())
-	start := time.Now()
-	res := l.lim.ReserveN(start, 1)
+	res := l.lim.ReserveN(now, 1)
 	l.mu.Unlock()
 	if !res.OK() {
 		return 0, nil, errors.New("client: limiter refused reservation") // burst 1 >= n 1: cannot happen
 	}
-	if delay := res.DelayFrom(start); delay > 0 {
-		if !deadline.IsZero() && start.Add(delay).After(deadline) {
+	if delay := res.DelayFrom(now); delay > 0 {
+		if !deadline.IsZero() && now.Add(delay).After(deadline) {
 			res.Cancel()
-			return 0, nil, errWaitPastDeadline
+			return time.Since(start), nil, errWaitPastDeadline
 		}
-		if d, ok := ctx.Deadline(); ok && start.Add(delay).After(d) {
+		if d, ok := ctx.Deadline(); ok && now.Add(delay).After(d) {
 			res.Cancel() // the caller's deadline passes first: fail now
-			return 0, nil, fmt.Errorf("client: rate limiter slot lies past the context deadline: %w", context.DeadlineExceeded)
+			return time.Since(start), nil, fmt.Errorf("client: rate limiter slot lies past the context deadline: %w", context.DeadlineExceeded)
 		}
 		t := time.NewTimer(delay)
 		select {
@@ -171,16 +240,19 @@ func (l *limiter) wait(ctx context.Context, deadline time.Time) (time.Duration, 
 // sendWindow is the hard cap on calls per trailing second. Safe for
 // concurrent use.
 type sendWindow struct {
-	capacity int
+	capacity func() int // the cap, read again at every admission
 
 	mu      sync.Mutex
 	sent    []time.Time   // send times within the last second, oldest first
 	pending int           // admitted, not yet sent
-	freed   chan struct{} // closed and replaced when a pending slot is cancelled
+	changed chan struct{} // closed and replaced when a place frees, the cap grows or the first send enters the window
+
+	// wakeups counts the times a blocked admit woke up to check again.
+	wakeups atomic.Int64
 }
 
-func newSendWindow(capacity int) *sendWindow {
-	return &sendWindow{capacity: capacity, sent: make([]time.Time, 0, capacity), freed: make(chan struct{})}
+func newSendWindow(capacity func() int) *sendWindow {
+	return &sendWindow{capacity: capacity, changed: make(chan struct{})}
 }
 
 // sendSlot is one admitted call. Exactly one of sent and cancel takes
@@ -198,21 +270,52 @@ func (s *sendSlot) cancel() { s.once.Do(func() { s.w.release(false) }) }
 
 func (w *sendWindow) release(record bool) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.pending--
-	if record {
-		w.sent = append(w.sent, time.Now())
-		w.mu.Unlock()
+	if !record {
+		w.broadcastLocked() // a place is free
 		return
 	}
-	freed := w.freed
-	w.freed = make(chan struct{})
-	w.mu.Unlock()
-	close(freed)
+	w.sent = append(w.sent, time.Now())
+	if len(w.sent) == 1 {
+		// Waiters that saw only pending calls have no expiry to wait for
+		// yet: give them this one. Otherwise they already wait for an
+		// older send to leave the window, which frees a place first.
+		w.broadcastLocked()
+	}
 }
 
-// admit waits until a call may be admitted.
+// notify wakes blocked admits to check the cap again.
+func (w *sendWindow) notify() {
+	w.mu.Lock()
+	w.broadcastLocked()
+	w.mu.Unlock()
+}
+
+func (w *sendWindow) broadcastLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// admit waits until a call may be admitted. It blocks until a slot is
+// cancelled, the oldest send leaves the window (a timer), the first send
+// enters an empty window, the cap grows, the context ends or deadline
+// (zero = none) passes; it never polls.
 func (w *sendWindow) admit(ctx context.Context, deadline time.Time) (*sendSlot, error) {
+	var past <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		past = t.C
+	}
+	var expiry *time.Timer
+	defer func() {
+		if expiry != nil {
+			expiry.Stop()
+		}
+	}()
 	for {
+		capacity := w.capacity()
 		w.mu.Lock()
 		now := time.Now()
 		expired := 0
@@ -222,32 +325,38 @@ func (w *sendWindow) admit(ctx context.Context, deadline time.Time) (*sendSlot, 
 		if expired > 0 {
 			w.sent = append(w.sent[:0], w.sent[expired:]...)
 		}
-		if len(w.sent)+w.pending < w.capacity {
+		if len(w.sent)+w.pending < capacity {
 			w.pending++
 			w.mu.Unlock()
 			return &sendSlot{w: w}, nil
 		}
-		wait := time.Duration(-1) // only pending calls: wait for one to be sent or cancelled
+		// Full. With sends in the window, a place frees when the oldest
+		// leaves it; with only pending calls, when one is sent or cancelled.
+		var free <-chan time.Time
 		if len(w.sent) > 0 {
-			wait = time.Second - now.Sub(w.sent[0])
+			wait := time.Second - now.Sub(w.sent[0])
+			if !deadline.IsZero() && now.Add(wait).After(deadline) && w.pending == 0 {
+				w.mu.Unlock()
+				return nil, errWaitPastDeadline
+			}
+			if expiry == nil {
+				expiry = time.NewTimer(wait)
+			} else {
+				expiry.Reset(wait)
+			}
+			free = expiry.C
 		}
-		freed := w.freed
+		changed := w.changed
 		w.mu.Unlock()
 
-		if wait < 0 {
-			wait = time.Millisecond // pending calls are sent within moments; re-check soon
-		}
-		if !deadline.IsZero() && now.Add(wait).After(deadline) {
-			return nil, errWaitPastDeadline
-		}
-		t := time.NewTimer(wait)
 		select {
-		case <-t.C:
-		case <-freed:
-			t.Stop()
+		case <-free:
+		case <-changed:
+		case <-past:
+			return nil, errWaitPastDeadline
 		case <-ctx.Done():
-			t.Stop()
 			return nil, ctx.Err()
 		}
+		w.wakeups.Add(1)
 	}
 }

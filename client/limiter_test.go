@@ -65,7 +65,7 @@ func TestLimiterServerSideTrailingSecond(t *testing.T) {
 	}
 	elapsed := limiterDuration.Seconds()
 	t.Logf("server saw %d calls in %.1fs (%.1f/s), max %d in any trailing second by arrival (kernel timestamps: %v; %d by the time the server process handled them); limit %d; limiter: bucket %.2f/s burst 1, send window %d/s; %d lists, %d failed, %d throttled",
-		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, c.lim.window.capacity, done.Load(), failed.Load(), rep.Throttled)
+		len(ts), elapsed, float64(len(ts))/elapsed, peak, rep.Kernel, maxInTrailingSecond(handled), limit, c.lim.maxRate, c.lim.capacity(), done.Load(), failed.Load(), rep.Throttled)
 	if peak > limit {
 		t.Errorf("server saw %d calls in one trailing second, limit %d", peak, limit)
 	}
@@ -87,6 +87,12 @@ func TestLimiterEffectiveRate(t *testing.T) {
 		{200, 1, 199},
 		{100, 0.99, 98},
 		{10, 0.9, 8},
+		// Budgets below two calls per second: one call per trailing
+		// second, spaced 1/(safety*min(rate,1)) apart.
+		{2, 0.97, 0.97},
+		{1, 0.97, 0.97},
+		{0.5, 0.97, 0.485},
+		{1, 1, 1},
 	}
 	for _, tt := range tests {
 		cfg := validConfig()
@@ -95,9 +101,14 @@ func TestLimiterEffectiveRate(t *testing.T) {
 		if math.Abs(l.maxRate-tt.want) > 1e-9 || float64(l.lim.Limit()) != l.maxRate || l.lim.Burst() != 1 {
 			t.Errorf("rate %g safety %g: limiter %g burst %d, want %g burst 1", tt.rate, tt.safety, float64(l.lim.Limit()), l.lim.Burst(), tt.want)
 		}
-		// The token-bucket bound for a 1s window: r*1s + burst.
-		if l.maxRate+1 > tt.rate*tt.safety+1e-9 {
-			t.Errorf("bound %g exceeds %g", l.maxRate+1, tt.rate*tt.safety)
+		// The token-bucket bound for a 1s window: r*1s + burst, and the
+		// hard cap: both within the budget (one call at least).
+		budget := max(1, tt.rate*tt.safety)
+		if b := tt.rate * tt.safety; b >= 2 && l.maxRate+1 > b+1e-9 {
+			t.Errorf("bound %g exceeds %g", l.maxRate+1, b)
+		}
+		if float64(l.maxCap) > budget+1e-9 || l.capacity() != l.maxCap {
+			t.Errorf("cap %d (now %d) exceeds %g", l.maxCap, l.capacity(), budget)
 		}
 	}
 }
@@ -150,7 +161,7 @@ func TestLimiterAIMD(t *testing.T) {
 
 func TestLimiterWaitHonoursContext(t *testing.T) {
 	cfg := validConfig()
-	cfg.Rate = 2 // 0.98 calls/s: the second call waits about a second
+	cfg.Rate = 2 // 0.97 calls/s: the second call waits about a second
 	l := newLimiter(cfg.withDefaults())
 	_, slot, err := l.wait(context.Background(), time.Time{})
 	if err != nil {
@@ -192,7 +203,7 @@ func TestLimiterWaitHonoursContext(t *testing.T) {
 // caller that stalls between admission and sending cannot let others
 // exceed the cap.
 func TestSendWindow(t *testing.T) {
-	w := newSendWindow(3)
+	w := newSendWindow(fixedCapacity(3))
 	ctx := context.Background()
 	var slots []*sendSlot
 	for range 3 {
@@ -241,6 +252,9 @@ func TestSendWindow(t *testing.T) {
 		t.Errorf("window holds %d sent, %d pending; want 3, 0", n, pending)
 	}
 }
+
+// fixedCapacity is a constant cap for newSendWindow.
+func fixedCapacity(n int) func() int { return func() int { return n } }
 
 func TestLimiterStartsWithOneToken(t *testing.T) {
 	cfg := validConfig()

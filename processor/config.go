@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,11 @@ const (
 	DefaultBatchTimeout            = 5 * time.Millisecond
 	DefaultBatchSize               = 500
 	DefaultFetchMaxWait            = 250 * time.Millisecond
+	DefaultRecordRetryDeadline     = 10 * time.Minute
+	DefaultMaxRecordBytes          = 1 << 20 // Kafka's default max.message.bytes
+	// DefaultRebalanceTimeout is kafka-go's default rebalance timeout, used
+	// when Config.RebalanceTimeout is zero.
+	DefaultRebalanceTimeout = 30 * time.Second
 )
 
 // Config configures a Processor (and a Pipeline). The zero value of every
@@ -64,7 +70,8 @@ type Config struct {
 	// OutputTopic receives one enriched record per input record. Required.
 	OutputTopic string
 	// DLQTopic receives input records that cannot be enriched (malformed
-	// input), original bytes and key, with error headers. Required.
+	// input, per-record API failures, enriched records too large to
+	// publish), original bytes and key, with error headers. Required.
 	DLQTopic string
 	// Group is the consumer group id. Required.
 	Group string
@@ -99,7 +106,9 @@ type Config struct {
 	CommitInterval time.Duration
 	// DrainTimeout bounds the wait for in-flight records of revoked
 	// partitions; what is left is dropped (and re-read by the next owner).
-	// Default 10s.
+	// It must be shorter than RebalanceTimeout: a member that takes longer
+	// to rejoin is dropped from the group and its final commit rejected.
+	// Default 10s, or half of RebalanceTimeout when that is shorter.
 	DrainTimeout time.Duration
 	// ShutdownTimeout bounds the wait for in-flight records when Run's
 	// context is canceled. Default 30s.
@@ -111,9 +120,23 @@ type Config struct {
 	// API, with fetching paused, and never publish degraded records.
 	UnavailableAfter time.Duration
 	// PauseBackoff is how long fetching pauses, and a record waits before
-	// retrying, when the API is unreachable and did not say for how long.
+	// retrying, when the API is unreachable and did not say for how long. It
+	// is also the first backoff of a record whose own lookups fail while the
+	// API is up (doubling on every failure, up to 32×PauseBackoff).
 	// Default 1s.
 	PauseBackoff time.Duration
+	// RecordRetryDeadline bounds how long one record retries lookups that
+	// fail while the API as a whole is up (the client's circuit breaker is
+	// closed, other users' lookups succeed): for example a user the API
+	// keeps answering 20005 or 502 for. Such a record does not pause
+	// fetching; it backs off and retries alone (records of its key wait
+	// behind it, other keys go on), and once it has failed for this long it
+	// goes to the DLQ with class enrichment_unavailable — or, when
+	// UnavailableAfter is set and elapsed first, it is published with status
+	// unavailable. Time while the API as a whole is unavailable (breaker
+	// open, no lookup succeeding) does not count: an outage never
+	// dead-letters records. Default 10m.
+	RecordRetryDeadline time.Duration
 
 	// BatchTimeout and BatchSize tune the output writer: a batch is sent when
 	// it holds BatchSize records or is BatchTimeout old. Defaults 5ms, 500.
@@ -123,9 +146,18 @@ type Config struct {
 	FetchMaxWait time.Duration
 	// AutoCreateTopics lets the writer create missing output topics. Default false.
 	AutoCreateTopics bool
+	// MaxRecordBytes is the largest record the writer sends (the writer's
+	// BatchBytes; key, value and headers). An enriched record larger than
+	// this goes to the DLQ as its original input, with class
+	// output_too_large. It must not exceed the broker's message.max.bytes or
+	// the output and DLQ topics' max.message.bytes, or such records are
+	// refused by the broker instead, which stops the processor. Default
+	// 1 MiB (1048576), Kafka's default limit.
+	MaxRecordBytes int
 
 	// SessionTimeout, RebalanceTimeout and HeartbeatInterval tune the group
-	// membership. Defaults: kafka-go's (30s, 30s, 3s).
+	// membership. Defaults: kafka-go's (30s, 30s, 3s). RebalanceTimeout
+	// must exceed DrainTimeout.
 	SessionTimeout, RebalanceTimeout, HeartbeatInterval time.Duration
 
 	// Dialer connects the consumer (group coordinator and fetchers); set its
@@ -142,9 +174,14 @@ type Config struct {
 	// propagator, or W3C Trace Context and Baggage when none is set.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
-	// Now is the clock for fetched_at and processed_at. Default time.Now.
+	// Now is the clock for fetched_at and processed_at, and for
+	// UnavailableAfter and RecordRetryDeadline. Default time.Now.
 	Now func() time.Time
 }
+
+// minRecordBytes is the smallest MaxRecordBytes accepted: room for a
+// dead-letter record's headers.
+const minRecordBytes = 16 << 10
 
 // ErrConfig is wrapped by every Validate error.
 var ErrConfig = errors.New("processor: invalid config")
@@ -191,6 +228,7 @@ func (c Config) Validate() error {
 	for name, v := range map[string]int{
 		"MaxInFlight": c.MaxInFlight, "MaxInFlightPerPartition": c.MaxInFlightPerPartition,
 		"MaxEventBytes": c.MaxEventBytes, "CacheSize": c.CacheSize, "BatchSize": c.BatchSize,
+		"MaxRecordBytes": c.MaxRecordBytes,
 	} {
 		if v < 0 {
 			return bad("%s %d is negative", name, v)
@@ -201,6 +239,7 @@ func (c Config) Validate() error {
 		"DrainTimeout": c.DrainTimeout, "ShutdownTimeout": c.ShutdownTimeout, "UnavailableAfter": c.UnavailableAfter,
 		"PauseBackoff": c.PauseBackoff, "BatchTimeout": c.BatchTimeout, "FetchMaxWait": c.FetchMaxWait,
 		"SessionTimeout": c.SessionTimeout, "RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
+		"RecordRetryDeadline": c.RecordRetryDeadline,
 	} {
 		if v < 0 {
 			return bad("%s %s is negative", name, v)
@@ -208,6 +247,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight > 0 && c.MaxInFlightPerPartition > c.MaxInFlight {
 		return bad("MaxInFlightPerPartition %d exceeds MaxInFlight %d", c.MaxInFlightPerPartition, c.MaxInFlight)
+	}
+	if c.MaxRecordBytes > 0 && c.MaxRecordBytes < minRecordBytes {
+		return bad("MaxRecordBytes %d is below %d", c.MaxRecordBytes, minRecordBytes)
+	}
+	if c.DrainTimeout > 0 {
+		if rt := cmp.Or(c.RebalanceTimeout, DefaultRebalanceTimeout); c.DrainTimeout >= rt {
+			return bad("DrainTimeout %s must be shorter than RebalanceTimeout %s: a member that drains longer is dropped from the group and its final commit rejected", c.DrainTimeout, rt)
+		}
 	}
 	return nil
 }
@@ -241,7 +288,9 @@ func (c Config) withDefaults() Config {
 	defD(&c.CacheTTL, DefaultCacheTTL)
 	defD(&c.NegativeCacheTTL, DefaultNegativeCacheTTL)
 	defD(&c.CommitInterval, DefaultCommitInterval)
-	defD(&c.DrainTimeout, DefaultDrainTimeout)
+	defD(&c.DrainTimeout, min(DefaultDrainTimeout, cmp.Or(c.RebalanceTimeout, DefaultRebalanceTimeout)/2))
+	defD(&c.RecordRetryDeadline, DefaultRecordRetryDeadline)
+	def(&c.MaxRecordBytes, DefaultMaxRecordBytes)
 	defD(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	defD(&c.PauseBackoff, DefaultPauseBackoff)
 	defD(&c.BatchTimeout, DefaultBatchTimeout)

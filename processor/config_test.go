@@ -32,6 +32,13 @@ func TestConfigValidate(t *testing.T) {
 		{"per partition above global", func(c *Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 20 }, "MaxInFlightPerPartition"},
 		{"negative ttl", func(c *Config) { c.CacheTTL = -time.Second }, "CacheTTL"},
 		{"negative unavailable", func(c *Config) { c.UnavailableAfter = -time.Second }, "UnavailableAfter"},
+		{"negative record deadline", func(c *Config) { c.RecordRetryDeadline = -time.Second }, "RecordRetryDeadline"},
+		{"negative record bytes", func(c *Config) { c.MaxRecordBytes = -1 }, "MaxRecordBytes"},
+		{"tiny record bytes", func(c *Config) { c.MaxRecordBytes = 100 }, "MaxRecordBytes"},
+		{"drain at rebalance", func(c *Config) { c.DrainTimeout, c.RebalanceTimeout = 5*time.Second, 5*time.Second }, "RebalanceTimeout"},
+		{"drain above default rebalance", func(c *Config) { c.DrainTimeout = time.Minute }, "RebalanceTimeout"},
+		{"drain below rebalance", func(c *Config) { c.DrainTimeout, c.RebalanceTimeout = 4*time.Second, 5*time.Second }, ""},
+		{"default drain, short rebalance", func(c *Config) { c.RebalanceTimeout = 2 * time.Second }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -59,6 +66,14 @@ func TestConfigDefaults(t *testing.T) {
 		c.Now == nil || c.Logger == nil {
 		t.Fatalf("defaults %+v", c)
 	}
+	if c.RecordRetryDeadline != 10*time.Minute || c.MaxRecordBytes != 1048576 || c.DrainTimeout != 10*time.Second {
+		t.Fatalf("defaults %+v", c)
+	}
+	short := testConfig()
+	short.RebalanceTimeout = 2 * time.Second
+	if got := short.withDefaults().DrainTimeout; got != time.Second {
+		t.Fatalf("default DrainTimeout with RebalanceTimeout 2s = %s, want 1s", got)
+	}
 	small := testConfig()
 	small.MaxInFlight = 8
 	if got := small.withDefaults().MaxInFlightPerPartition; got != 8 {
@@ -85,6 +100,10 @@ func TestFatalErrorMessage(t *testing.T) {
 	}
 	if !errors.Is(err, inner) {
 		t.Error("does not unwrap to the client error")
+	}
+	writeErr := &FatalError{Topic: "out", Setting: "the output topic (--output-topic)", Err: errors.New("denied")}
+	if msg := writeErr.Error(); !strings.Contains(msg, `"out"`) || !strings.Contains(msg, "--output-topic") || strings.Contains(msg, "API") {
+		t.Errorf("message %q", msg)
 	}
 	httpErr := &FatalError{HTTPStatus: 404, Setting: "BaseURL"}
 	if !strings.Contains(httpErr.Error(), "HTTP status 404") {

@@ -25,6 +25,13 @@ const (
 	// ClassEnrichment: a per-record API failure outside the status table
 	// (an unlisted permanent code, a pagination that never completes).
 	ClassEnrichment ErrorClass = "enrichment_failed"
+	// ClassEnrichmentUnavailable: the user's lookups kept failing while the
+	// API as a whole was up, for Config.RecordRetryDeadline.
+	ClassEnrichmentUnavailable ErrorClass = "enrichment_unavailable"
+	// ClassOutputTooLarge: the enriched record is larger than
+	// Config.MaxRecordBytes (a user with very many or very large
+	// subscriptions).
+	ClassOutputTooLarge ErrorClass = "output_too_large"
 )
 
 // DecodeError is the error of an input record that cannot be processed. It

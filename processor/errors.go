@@ -11,14 +11,21 @@ import (
 // Run returns it after committing what was published; the record that got
 // the answer, and everything after it, is left for the next run. The
 // message names the code and the setting to fix.
+//
+// A FatalError with Topic set is a permanent Kafka write failure instead
+// (topic missing or not writable): Code and HTTPStatus are zero.
 type FatalError struct {
 	Code       int    // API ErrorCode; 0 when the answer was an HTTP status
 	HTTPStatus int    // HTTP status of the answer, when not 200
 	Setting    string // the configuration to fix
+	Topic      string // the topic a permanent write failure is about
 	Err        error  // the client's error
 }
 
 func (e *FatalError) Error() string {
+	if e.Topic != "" {
+		return fmt.Sprintf("processor stopped: writing to topic %q failed permanently; fix %s (%v)", e.Topic, e.Setting, e.Err)
+	}
 	what := fmt.Sprintf("ErrorCode %d", e.Code)
 	if e.Code == 0 && e.HTTPStatus != 0 {
 		what = fmt.Sprintf("HTTP status %d", e.HTTPStatus)
@@ -29,13 +36,18 @@ func (e *FatalError) Error() string {
 func (e *FatalError) Unwrap() error { return e.Err }
 
 // errUnavailable marks an enrichment that could not reach the API (breaker
-// open, retries exhausted). The record waits; fetching pauses.
+// open, retries exhausted). The record waits and retries; fetching pauses
+// only when the API as a whole is unavailable.
 var errUnavailable = errors.New("API unavailable")
 
 // unavailableError is an errUnavailable with the wait the client advised.
 type unavailableError struct {
 	retryAfter time.Duration // 0: use Config.PauseBackoff
-	err        error
+	// outage: the API as a whole is unavailable (the client's breaker is
+	// open, or refused the call). Fetching pauses; otherwise only the
+	// record backs off.
+	outage bool
+	err    error
 }
 
 func (e *unavailableError) Error() string {
@@ -56,3 +68,16 @@ func (e *enrichError) Unwrap() error { return e.err }
 
 // errReleased is returned by Claim.Submit after Release.
 var errReleased = errors.New("processor: claim released")
+
+// retryDeadlineError: a record's lookups kept failing, while the API as a
+// whole was up, for Config.RecordRetryDeadline. The record goes to the DLQ
+// with class ClassEnrichmentUnavailable.
+type retryDeadlineError struct {
+	failing time.Duration
+	err     error
+}
+
+func (e *retryDeadlineError) Error() string {
+	return fmt.Sprintf("lookup kept failing for %s while the API was up: %v", e.failing.Round(time.Millisecond), e.err)
+}
+func (e *retryDeadlineError) Unwrap() error { return e.err }

@@ -40,11 +40,19 @@ func New(cfg Config, f Fetcher) (*Processor, error) {
 	return newProcessor(cfg, func(c Config) lookupFunc { return fetcherLookup(f, c.Now) })
 }
 
+// breakerStater is implemented by fetchers with a circuit breaker, such as
+// *client.Client: a failed lookup with the breaker open afterwards is part
+// of an outage of the whole API.
+type breakerStater interface {
+	BreakerState() client.BreakerState
+}
+
 // fetcherLookup maps the client's answers to lookups: subscriptions → ok;
 // the per-record codes of the status table → user_not_found / invalid_user;
 // other per-record failures → enrichError (DLQ); app-fatal → *FatalError;
 // everything the client gave up retrying (transient, throttled, breaker
-// open) → unavailableError.
+// open) → unavailableError, marked as an outage when the breaker refused
+// the call or is open after it.
 func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 	return func(ctx context.Context, user string) (lookup, error) {
 		subs, err := f.GetAll(ctx, user)
@@ -86,6 +94,11 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 		var boe *client.BreakerOpenError
 		if errors.As(err, &boe) {
 			ue.retryAfter = boe.RetryAfter
+		}
+		if errors.Is(err, client.ErrBreakerOpen) {
+			ue.outage = true
+		} else if bs, ok := f.(breakerStater); ok && bs.BreakerState() == client.BreakerOpen {
+			ue.outage = true
 		}
 		return lookup{}, ue
 	}

@@ -34,6 +34,8 @@ func TestFetcherLookup(t *testing.T) {
 		fatalCode   int
 		setting     string
 		enrichErr   bool
+		outage      bool // unavailable, and the API as a whole
+		open        bool // the fetcher's breaker is open after the call
 	}{
 		{name: "ok", subs: subs, status: schemas.StatusOK, unavailable: -1},
 		{name: "130004", err: apiErr(client.CodeUserNotFound), status: schemas.StatusUserNotFound, unavailable: -1},
@@ -46,14 +48,18 @@ func TestFetcherLookup(t *testing.T) {
 		{name: "130002", err: apiErr(client.CodeNoPermission), unavailable: -1, fatalCode: 130002, setting: "Admin"},
 		{name: "70016", err: apiErr(client.CodeKeyNotFound), unavailable: -1, fatalCode: 70016, setting: "Region"},
 		{name: "HTTP 404", err: &client.APIError{HTTPStatus: 404}, unavailable: -1, fatalCode: 0, setting: "BaseURL"},
-		{name: "breaker open", err: &client.BreakerOpenError{RetryAfter: 3 * time.Second}, unavailable: 3 * time.Second},
+		{name: "breaker open", err: &client.BreakerOpenError{RetryAfter: 3 * time.Second}, unavailable: 3 * time.Second, outage: true},
+		{name: "retries exhausted, breaker opened", err: &client.RetryDeadlineError{Attempts: 5, Last: apiErr(client.CodeInternalError)}, unavailable: 0, open: true, outage: true},
 		{name: "retries exhausted", err: &client.RetryDeadlineError{Attempts: 5, Last: apiErr(client.CodeInternalError)}, unavailable: 0},
 		{name: "transport", err: &client.TransportError{Op: "send", Err: errors.New("refused")}, unavailable: 0},
 		{name: "client closed", err: client.ErrClosed, unavailable: 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := fetcherFunc(func(ctx context.Context, user string) (*client.Subscriptions, error) { return tc.subs, tc.err })
+			var f Fetcher = fetcherFunc(func(ctx context.Context, user string) (*client.Subscriptions, error) { return tc.subs, tc.err })
+			if tc.open {
+				f = openFetcher{f}
+			}
 			now := time.Unix(1700000000, 0)
 			l, err := fetcherLookup(f, func() time.Time { return now })(context.Background(), "u")
 			var ue *unavailableError
@@ -61,7 +67,7 @@ func TestFetcherLookup(t *testing.T) {
 			var ee *enrichError
 			switch {
 			case tc.unavailable >= 0:
-				if !errors.As(err, &ue) || ue.retryAfter != tc.unavailable || !errors.Is(err, errUnavailable) {
+				if !errors.As(err, &ue) || ue.retryAfter != tc.unavailable || !errors.Is(err, errUnavailable) || ue.outage != tc.outage {
 					t.Fatalf("err %v, want unavailable after %v", err, tc.unavailable)
 				}
 			case tc.setting != "":
@@ -85,6 +91,11 @@ func TestFetcherLookup(t *testing.T) {
 		})
 	}
 }
+
+// openFetcher is a fetcher whose breaker is open.
+type openFetcher struct{ Fetcher }
+
+func (openFetcher) BreakerState() client.BreakerState { return client.BreakerOpen }
 
 func TestFetcherLookupCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -29,22 +29,23 @@ var (
 // Stats. Telemetry never fails the data path: instrument creation errors
 // leave no-op instruments.
 type metrics struct {
-	in, out, dlq  metric.Int64Counter
-	cacheHits     metric.Int64Counter
-	cacheMisses   metric.Int64Counter
-	inflight      metric.Int64UpDownCounter
-	latency       metric.Float64Histogram // input timestamp to publish ack
-	processing    metric.Float64Histogram // fetch to publish ack
-	registration  metric.Registration
-	nIn, nOut     atomic.Int64
-	nDLQ, nPaused atomic.Int64
-	nInFlight     atomic.Int64
-	byStatus      [4]atomic.Int64 // indexed by statusIndex
-	byClass       [6]atomic.Int64 // indexed by classIndex
+	in, out, dlq metric.Int64Counter
+	cacheHits    metric.Int64Counter
+	cacheMisses  metric.Int64Counter
+	inflight     metric.Int64UpDownCounter
+	latency      metric.Float64Histogram // input timestamp to publish ack
+	processing   metric.Float64Histogram // fetch to publish ack
+	registration metric.Registration
+	nIn, nOut    atomic.Int64
+	nDLQ         atomic.Int64
+	nInFlight    atomic.Int64
+	byStatus     [4]atomic.Int64            // indexed by statusIndex
+	byClass      [len(classes)]atomic.Int64 // indexed by classIndex
 }
 
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
-var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment}
+var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment,
+	ClassEnrichmentUnavailable, ClassOutputTooLarge}
 
 func statusIndex(s schemas.Status) int {
 	for i, x := range statuses {

@@ -44,7 +44,7 @@ func TestMetrics(t *testing.T) {
 				for _, dp := range d.DataPoints {
 					key := m.Name
 					for _, kv := range dp.Attributes.ToSlice() {
-						key += "/" + kv.Value.Emit()
+						key += "/" + kv.Value.String()
 					}
 					sums[key] += dp.Value
 				}

@@ -195,20 +195,30 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 	fetch := func(ctx context.Context, user string) (lookup, error) {
 		if down.Load() {
 			failures.Add(1)
-			return lookup{}, &unavailableError{retryAfter: 2 * time.Millisecond, err: errors.New("breaker open")}
+			return lookup{}, &unavailableError{retryAfter: 2 * time.Millisecond, outage: true, err: errors.New("breaker open")}
 		}
 		return okLookup(1)(ctx, user)
 	}
-	p, pub := newTestPipeline(t, testConfig(), fetch)
+	cfg := testConfig()
+	cfg.PauseBackoff = 5 * time.Millisecond
+	p, pub := newTestPipeline(t, cfg, fetch)
 	c := p.Claim("in", 0)
 	ctx := context.Background()
 	if err := c.Submit(ctx, kafka.Message{Offset: 0, Value: event("u0", 0)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "pause", func() bool { return p.Stats().Paused })
-	// Fetching is paused: a Submit blocks until its deadline.
+	// While fewer than minProbeUsers users are waiting, new records are let
+	// through to probe; then fetching is paused: a Submit blocks until its
+	// deadline.
+	for i := 1; i < minProbeUsers; i++ {
+		if err := c.Submit(ctx, kafka.Message{Offset: int64(i), Value: event("u"+itoa(i), i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "probes waiting", func() bool { return p.probes.users() == minProbeUsers })
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
-	err := c.Submit(tctx, kafka.Message{Offset: 1, Value: event("u1", 1)})
+	err := c.Submit(tctx, kafka.Message{Offset: minProbeUsers, Value: event("u9", 9)})
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Submit while paused = %v, want blocked", err)
@@ -219,7 +229,7 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 		t.Fatalf("%d records published while the API was down", n)
 	}
 	down.Store(false)
-	if err := c.Submit(ctx, kafka.Message{Offset: 1, Value: event("u1", 1)}); err != nil {
+	if err := c.Submit(ctx, kafka.Message{Offset: minProbeUsers, Value: event("u9", 9)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Drain(ctx); err != nil {
@@ -230,7 +240,7 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 			t.Fatalf("status %s", s)
 		}
 	}
-	if st := p.Stats(); st.Out != 2 || st.Paused || st.Pauses < 1 {
+	if st := p.Stats(); st.Out != minProbeUsers+1 || st.Paused || st.Pauses < 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -243,7 +253,7 @@ func TestUnavailableAfterDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetch := func(ctx context.Context, user string) (lookup, error) {
-		return lookup{}, &unavailableError{retryAfter: time.Hour, err: errors.New("breaker open")}
+		return lookup{}, &unavailableError{retryAfter: time.Hour, outage: true, err: errors.New("breaker open")}
 	}
 	cfg := testConfig()
 	cfg.UnavailableAfter = 20 * time.Millisecond
@@ -321,7 +331,7 @@ func TestTraceContinuity(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range process.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["messaging.system"] != "kafka" || attrs["messaging.destination.name"] != "in" || attrs["messaging.kafka.offset"] != "0" || attrs["messaging.operation.type"] != "process" {
 		t.Fatalf("process attributes %v", attrs)

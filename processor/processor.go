@@ -17,7 +17,8 @@
 //     is not published.
 //
 // Processor wires a Pipeline to the consumer-group source; RunSource runs
-// the same pipeline from any other Source.
+// the same pipeline from any other Source, such as a Replay: a bounded,
+// resumable read of a time or offset range of the input topic.
 package processor
 
 import (
@@ -29,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -47,7 +49,8 @@ import (
 //
 //   - calls Pipeline.Claim for each partition it reads, and Claim.Submit
 //     for each record of it in offset order (Submit blocks for
-//     backpressure and while the API is unavailable);
+//     backpressure and while the API is unavailable), or Claim.Skip for a
+//     record it reads but leaves out;
 //   - stops fetching when ctx ends or Pipeline.Failed is closed, then calls
 //     Claim.Drain with a deadline and Claim.Release;
 //   - commits, if it commits at all, only Claim.Committable (and reports it
@@ -82,6 +85,9 @@ type Pipeline struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	probes     probeSet     // users whose records are being enriched
+	lastAnswer atomic.Int64 // Config.Now of the last API lookup that succeeded, unix nanos
 
 	mu     sync.Mutex
 	claims map[*Claim]struct{}
@@ -120,7 +126,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.met = newMetrics(cfg.MeterProvider, p)
-	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.met.nInFlight.Load() == 0 })
+	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers })
 	return p, nil
 }
 
@@ -167,7 +173,7 @@ func (p *Pipeline) fail(err error) {
 	p.failOnce.Do(func() {
 		p.fatal = err
 		close(p.failed)
-		p.cfg.Logger.Error("stopping: app-fatal API answer", "error", err)
+		p.cfg.Logger.Error("stopping: fatal error", "error", err)
 	})
 }
 
@@ -244,20 +250,32 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 	}
 
 	var (
-		msg    kafka.Message
-		status schemas.Status
-		class  ErrorClass
+		msg      kafka.Message
+		status   schemas.Status
+		class    ErrorClass
+		attempts = 1
 	)
 	if r.decodeErr != nil {
 		class = r.decodeErr.Class
 		msg = p.dlqMessage(r, class, r.decodeErr.Detail, 1)
 	} else {
-		l, cache, attempts, err := p.enrich(ctx, r)
-		var ee *enrichError
+		var (
+			l     lookup
+			cache schemas.CacheResult
+			err   error
+		)
+		l, cache, attempts, err = p.enrich(ctx, r)
+		var (
+			ee *enrichError
+			de *retryDeadlineError
+		)
 		switch {
 		case errors.As(err, &ee):
 			class = ClassEnrichment
 			msg = p.dlqMessage(r, class, ee.Error(), attempts)
+		case errors.As(err, &de):
+			class = ClassEnrichmentUnavailable
+			msg = p.dlqMessage(r, class, de.Error(), attempts)
 		case err != nil:
 			var fe *FatalError
 			if errors.As(err, &fe) {
@@ -277,28 +295,34 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 			}
 		}
 	}
+
+	err := p.send(ctx, msg)
+	var we *writeError
+	if errors.As(err, &we) && we.tooLarge && class == "" {
+		// The enriched record cannot be written: dead-letter the input.
+		p.cfg.Logger.Warn("enriched record too large, sent to the DLQ", "topic", r.msg.Topic, "partition", r.msg.Partition,
+			"offset", r.msg.Offset, "bytes", len(msg.Value), "max_record_bytes", p.cfg.MaxRecordBytes)
+		class = ClassOutputTooLarge
+		msg = p.dlqMessage(r, class, fmt.Sprintf("enriched record of %d bytes exceeds the record size limit (MaxRecordBytes %d): %v",
+			len(msg.Value), p.cfg.MaxRecordBytes, we.err), attempts)
+		err = p.send(ctx, msg)
+	}
+	if errors.As(err, &we) && we.tooLarge && msg.Topic == p.cfg.DLQTopic && len(msg.Value) > 0 {
+		// The input itself is too large for the DLQ: keep its key and
+		// headers, and where to find it.
+		(*HeaderCarrier)(&msg.Headers).Set(HeaderOriginalBytes, strconv.Itoa(len(msg.Value)))
+		msg.Value = nil
+		err = p.send(ctx, msg)
+	}
 	if class != "" {
 		span.SetAttributes(attrErrorClass.String(string(class)))
 	} else {
 		span.SetAttributes(attrStatus.String(string(status)))
 	}
-
-	pctx, pspan := p.tracer.Start(ctx, "send "+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			semconv.MessagingSystemKafka,
-			semconv.MessagingOperationTypeSend,
-			semconv.MessagingOperationName("send"),
-			semconv.MessagingDestinationName(msg.Topic),
-			semconv.MessagingKafkaMessageKey(string(msg.Key)),
-			semconv.MessagingMessageBodySize(len(msg.Value)),
-		))
-	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
-	err := p.publish(pctx, msg)
 	if err != nil {
-		pspan.SetStatus(codes.Error, err.Error())
-	}
-	pspan.End()
-	if err != nil {
+		if errors.As(err, &we) {
+			p.fail(p.writeFatal(msg.Topic, err))
+		}
 		span.SetStatus(codes.Error, err.Error())
 		return false
 	}
@@ -311,18 +335,55 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 	return true
 }
 
-// enrich looks the user up, waiting (with fetching paused) while the API is
-// unavailable, or giving up with status unavailable after
-// Config.UnavailableAfter. It returns the attempts made.
+// send publishes msg in a producer span, with the trace context injected
+// into its headers.
+func (p *Pipeline) send(ctx context.Context, msg kafka.Message) error {
+	pctx, pspan := p.tracer.Start(ctx, "send "+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("send"),
+			semconv.MessagingDestinationName(msg.Topic),
+			semconv.MessagingKafkaMessageKey(string(msg.Key)),
+			semconv.MessagingMessageBodySize(len(msg.Value)),
+		))
+	defer pspan.End()
+	msg.Headers = append([]kafka.Header(nil), msg.Headers...)
+	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
+	err := p.publish(pctx, msg)
+	if err != nil {
+		pspan.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+// enrich looks the user up, retrying while the API is unavailable. It
+// returns the attempts made.
+//
+// A failure the client reports as an outage of the whole API (breaker open)
+// pauses fetching; the record retries after the breaker's RetryAfter, as
+// one of the half-open probes. Any other unavailable answer (retries
+// exhausted with the breaker closed: a user the API keeps failing for)
+// backs off this record alone, doubling from PauseBackoff. That failing
+// time, not counting intervals in which the API as a whole was down,
+// is bounded by Config.RecordRetryDeadline: then the record goes to the
+// DLQ (a *retryDeadlineError). With Config.UnavailableAfter set, a record
+// unavailable for that long in total is published with status
+// unavailable instead.
 func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.CacheResult, int, error) {
 	ctx, span := p.tracer.Start(ctx, "enrich", trace.WithSpanKind(trace.SpanKindInternal))
 	defer span.End()
-	start := time.Now()
+	p.probes.enter(r.userID)
+	defer p.probes.leave(r.userID)
+	start := p.cfg.Now()
+	mark := start             // end of the last interval accounted for
+	var failing time.Duration // failing time counted toward RecordRetryDeadline
+	backoff := p.cfg.PauseBackoff
 	for attempt := 1; ; attempt++ {
 		l, cache, err := p.enr.get(ctx, r.userID)
 		if err == nil {
 			if cache == schemas.CacheMiss {
-				p.pause.resume() // the API answered: it is back
+				p.apiAnswered() // the API answered: it is up
 			}
 			p.met.cache(ctx, cache)
 			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(cache)))
@@ -333,19 +394,43 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			span.SetStatus(codes.Error, err.Error())
 			return lookup{}, "", attempt, err
 		}
-		if p.cfg.UnavailableAfter > 0 && time.Since(start) >= p.cfg.UnavailableAfter {
+		now := p.cfg.Now()
+		// An interval counts unless the API as a whole was down through
+		// it: the breaker open and no lookup of any user answered.
+		counted := !ue.outage || p.answeredSince(mark)
+		if counted {
+			failing += now.Sub(mark)
+		}
+		mark = now
+		if p.cfg.UnavailableAfter > 0 && now.Sub(start) >= p.cfg.UnavailableAfter {
 			span.SetAttributes(attrStatus.String(string(schemas.StatusUnavailable)))
 			return lookup{status: schemas.StatusUnavailable}, schemas.CacheMiss, attempt, nil
 		}
-		wait := ue.retryAfter
-		if wait <= 0 {
-			wait = p.cfg.PauseBackoff
+		if counted && failing >= p.cfg.RecordRetryDeadline {
+			err := &retryDeadlineError{failing: failing, err: ue.err}
+			span.SetStatus(codes.Error, err.Error())
+			return lookup{}, "", attempt, err
+		}
+		var wait time.Duration
+		if ue.outage {
+			wait = ue.retryAfter
+			if wait <= 0 {
+				wait = p.cfg.PauseBackoff
+			}
+			p.pause.pauseFor(wait)
+			span.AddEvent("api unavailable", trace.WithAttributes(attrRetryAfter.String(wait.String())))
+		} else {
+			wait = min(backoff, p.cfg.RecordRetryDeadline-failing)
+			backoff = min(2*backoff, maxBackoffFactor*p.cfg.PauseBackoff)
+			span.AddEvent("lookup failed, backing off", trace.WithAttributes(attrRetryAfter.String(wait.String())))
+			if attempt == 1 {
+				p.cfg.Logger.Warn("lookup failing for one user, backing off (other keys go on)",
+					"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", ue.err)
+			}
 		}
 		if p.cfg.UnavailableAfter > 0 {
-			wait = min(wait, max(p.cfg.UnavailableAfter-time.Since(start), 0))
+			wait = min(wait, max(p.cfg.UnavailableAfter-now.Sub(start), 0))
 		}
-		span.AddEvent("api unavailable", trace.WithAttributes(attrRetryAfter.String(wait.String())))
-		p.pause.pauseFor(wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -354,6 +439,22 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 		case <-t.C:
 		}
 	}
+}
+
+// maxBackoffFactor caps a failing record's backoff at this many
+// PauseBackoffs.
+const maxBackoffFactor = 32
+
+// apiAnswered notes that an API lookup succeeded: the API is up, fetching
+// resumes.
+func (p *Pipeline) apiAnswered() {
+	p.lastAnswer.Store(p.cfg.Now().UnixNano())
+	p.pause.resume()
+}
+
+// answeredSince reports whether an API lookup succeeded after t.
+func (p *Pipeline) answeredSince(t time.Time) bool {
+	return p.lastAnswer.Load() > t.UnixNano()
 }
 
 // Stats returns a snapshot of the pipeline's counters.
@@ -382,18 +483,6 @@ func (p *Pipeline) Stats() Stats {
 	}
 	s.CacheHitRatio = p.enr.hitRatio()
 	return s
-}
-
-// claimFor returns the live claim of partition, or nil.
-func (p *Pipeline) claimFor(partition int) *Claim {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.claims {
-		if c.partition == partition {
-			return c
-		}
-	}
-	return nil
 }
 
 func (p *Pipeline) partitionStats() []PartitionStats {

@@ -102,6 +102,33 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 	return nil
 }
 
+// Skip moves the watermark past offset without processing its record: a
+// bounded source uses it for the records it reads but leaves out (outside a
+// replay's time range), so that Committable still passes them. Order and
+// backpressure are Submit's: offsets increase across Submit and Skip calls,
+// and a skipped offset holds a per-partition slot until the watermark
+// passes it.
+func (c *Claim) Skip(ctx context.Context, offset int64) error {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if c.released.Load() {
+		<-c.sem
+		return errReleased
+	}
+	if err := c.wm.add(offset); err != nil {
+		<-c.sem
+		return err
+	}
+	n, _ := c.wm.done(offset)
+	for range n {
+		<-c.sem
+	}
+	return nil
+}
+
 // run processes r, then the records queued behind it under the same key.
 func (c *Claim) run(r *record) {
 	for r != nil {
@@ -190,15 +217,52 @@ func (c *Claim) stats() PartitionStats {
 	return ps
 }
 
-// pauseGate pauses fetching while the API is unavailable. In hold mode
-// (no UnavailableAfter) the pause lasts until an API call succeeds again;
-// meanwhile the waiting records are the probes, and when none is left in
-// flight one new record is let through to probe. Otherwise a pause lasts
-// for the wait the client advised. Safe for concurrent use.
+// minProbeUsers is how many distinct users' records a paused pipeline keeps
+// in enrichment: they are the probes that find the API back, so one user
+// the API keeps failing for cannot be the only probe.
+const minProbeUsers = 4
+
+// probeSet counts the records being enriched per user. Safe for concurrent
+// use.
+type probeSet struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *probeSet) enter(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[user]++
+}
+
+func (s *probeSet) leave(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[user]--; s.n[user] <= 0 {
+		delete(s.n, user)
+	}
+}
+
+// users returns the number of distinct users being enriched.
+func (s *probeSet) users() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.n)
+}
+
+// pauseGate pauses fetching while the API as a whole is unavailable. In
+// hold mode (no UnavailableAfter) the pause lasts until an API call
+// succeeds again; meanwhile the waiting records are the probes, and while
+// fewer than minProbeUsers users are being enriched new records are let
+// through to probe too. Otherwise a pause lasts for the wait the client
+// advised. Safe for concurrent use.
 type pauseGate struct {
 	hold    bool
-	recheck time.Duration // hold mode: how often a waiting fetcher re-checks idleness
-	idle    func() bool   // hold mode: nothing is in flight
+	recheck time.Duration // hold mode: how often a waiting fetcher re-checks the probes
+	idle    func() bool   // hold mode: too few probes are in flight
 	mu      sync.Mutex
 	down    bool
 	until   time.Time

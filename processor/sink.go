@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -18,7 +20,12 @@ const (
 	HeaderSourcePartition = "enricher-source-partition" // input partition, decimal
 	HeaderSourceOffset    = "enricher-source-offset"    // input offset, decimal
 	HeaderAttempts        = "enricher-attempts"         // attempts made before giving up, decimal
-	HeaderSchema          = "enricher-schema"           // on output records: schemas.RecordVersion
+	// HeaderOriginalBytes is set, with the input value's size in bytes, on
+	// a dead-letter record whose original value is omitted because the
+	// record would exceed Config.MaxRecordBytes (read it from the source
+	// topic, partition and offset).
+	HeaderOriginalBytes = "enricher-original-bytes"
+	HeaderSchema        = "enricher-schema" // on output records: schemas.RecordVersion
 )
 
 // publisher is what the sink needs from a kafka.Writer.
@@ -29,7 +36,8 @@ type publisher interface {
 
 // newWriter returns the writer of output and DLQ records: topic per
 // message, key-hashed partitions (same key, same partition), RequiredAcks
-// all, batches of BatchSize records or BatchTimeout.
+// all, batches of BatchSize records or BatchTimeout, records up to
+// MaxRecordBytes.
 func newWriter(cfg Config) *kafka.Writer {
 	w := &kafka.Writer{
 		Addr:                   kafka.TCP(cfg.Brokers...),
@@ -37,6 +45,7 @@ func newWriter(cfg Config) *kafka.Writer {
 		RequiredAcks:           kafka.RequireAll,
 		BatchSize:              cfg.BatchSize,
 		BatchTimeout:           cfg.BatchTimeout,
+		BatchBytes:             int64(cfg.MaxRecordBytes),
 		AllowAutoTopicCreation: cfg.AutoCreateTopics,
 	}
 	if cfg.Transport != nil {
@@ -45,18 +54,62 @@ func newWriter(cfg Config) *kafka.Writer {
 	return w
 }
 
-// publish writes msg, retrying with backoff until it is acknowledged or ctx
-// ends. A record is never given up on: its offset must not be committed
-// before it is published.
+// unknownTopicAttempts is how many writes in a row must fail with
+// UnknownTopicOrPartition (without AutoCreateTopics) before the topic is
+// taken to be missing rather than still being created or moved.
+const unknownTopicAttempts = 5
+
+// writeError is a permanent failure to write a record: retrying cannot
+// help.
+type writeError struct {
+	tooLarge bool // the record exceeds Config.MaxRecordBytes or the topic's limit
+	err      error
+}
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// classifyWrite returns the kafka-go error of a one-message write (the
+// element of a WriteErrors) and whether it is permanent and why.
+func (p *Pipeline) classifyWrite(err error, attempt int) (permanent, tooLarge bool) {
+	var we kafka.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil {
+				err = e
+				break
+			}
+		}
+	}
+	var mtl kafka.MessageTooLargeError
+	switch {
+	case errors.As(err, &mtl), errors.Is(err, kafka.MessageSizeTooLarge):
+		return true, true
+	case errors.Is(err, kafka.TopicAuthorizationFailed), errors.Is(err, kafka.InvalidTopic),
+		errors.Is(err, kafka.ClusterAuthorizationFailed):
+		return true, false
+	case errors.Is(err, kafka.UnknownTopicOrPartition):
+		return !p.cfg.AutoCreateTopics && attempt >= unknownTopicAttempts, false
+	}
+	return false, false
+}
+
+// publish writes msg, retrying transient failures with backoff until it is
+// acknowledged or ctx ends; a record is not given up on for a transient
+// failure, as its offset must not be committed before it is published. A
+// permanent failure returns a *writeError.
 func (p *Pipeline) publish(ctx context.Context, msg kafka.Message) error {
 	backoff := 50 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := p.out.WriteMessages(ctx, msg)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if permanent, tooLarge := p.classifyWrite(err, attempt); permanent {
+			return &writeError{tooLarge: tooLarge, err: fmt.Errorf("write to %s: %w", msg.Topic, err)}
 		}
 		p.cfg.Logger.Warn("publish failed, retrying", "topic", msg.Topic, "error", err, "backoff", backoff)
 		t := time.NewTimer(backoff)
@@ -68,6 +121,15 @@ func (p *Pipeline) publish(ctx context.Context, msg kafka.Message) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// writeFatal is the *FatalError of a permanent write failure to topic.
+func (p *Pipeline) writeFatal(topic string, err error) *FatalError {
+	setting := "the output topic (--output-topic, Config.OutputTopic): it must exist and this client must be allowed to write it (ACLs)"
+	if topic == p.cfg.DLQTopic {
+		setting = "the dead-letter topic (--dlq-topic, Config.DLQTopic): it must exist, this client must be allowed to write it (ACLs), and its max.message.bytes must allow MaxRecordBytes"
+	}
+	return &FatalError{Topic: topic, Setting: setting, Err: err}
 }
 
 // outputMessage builds the enriched record of r.

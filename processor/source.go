@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
 )
 
 // GroupSource is the Source of a Processor: a member of the consumer group
@@ -46,7 +47,7 @@ func (s *GroupSource) Run(ctx context.Context, p *Pipeline) error {
 		HeartbeatInterval:     s.cfg.HeartbeatInterval,
 		WatchPartitionChanges: true,
 		JoinGroupBackoff:      time.Second,
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { s.log.Debug(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:           newKafkaErrorLog(s.log.With("component", "consumer-group")),
 	})
 	if err != nil {
 		return fmt.Errorf("processor: consumer group: %w", err)
@@ -165,21 +166,31 @@ func (s *GroupSource) commit(gen *kafka.Generation, claims []*Claim, last map[*C
 // fetch reads one partition from offset and submits every record to c,
 // until ctx ends.
 func (s *GroupSource) fetch(ctx context.Context, c *Claim, offset int64) {
+	fetchPartition(ctx, s.cfg, s.log, c, offset, func(m kafka.Message) (bool, error) {
+		return true, c.Submit(ctx, m)
+	})
+}
+
+// fetchPartition reads c's partition from offset and hands every record to
+// handle, until ctx ends, handle fails or handle returns false (the source
+// is done with the partition). Fetch errors are logged and retried after a
+// second; kafka-go's own error log goes to a rate-limited warn log.
+func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) {
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        s.cfg.Brokers,
+		Brokers:        cfg.Brokers,
 		Topic:          c.topic,
 		Partition:      c.partition,
-		Dialer:         s.cfg.Dialer,
+		Dialer:         cfg.Dialer,
 		MinBytes:       1,
 		MaxBytes:       10 << 20,
-		MaxWait:        s.cfg.FetchMaxWait,
+		MaxWait:        cfg.FetchMaxWait,
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(msg string, args ...any) { s.log.Debug(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:    newKafkaErrorLog(log.With("component", "fetcher", "partition", c.partition)),
 	})
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
-		s.log.Error("cannot start fetching", "partition", c.partition, "offset", offset, "error", err)
+		log.Error("cannot start fetching", "partition", c.partition, "offset", offset, "error", err)
 		return
 	}
 	for {
@@ -188,7 +199,7 @@ func (s *GroupSource) fetch(ctx context.Context, c *Claim, offset int64) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("fetch failed", "partition", c.partition, "error", err)
+			log.Warn("fetch failed", "partition", c.partition, "error", err)
 			t := time.NewTimer(time.Second)
 			select {
 			case <-ctx.Done():
@@ -198,11 +209,42 @@ func (s *GroupSource) fetch(ctx context.Context, c *Claim, offset int64) {
 			}
 			continue
 		}
-		if err := c.Submit(ctx, m); err != nil {
+		more, err := handle(m)
+		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Error("submit failed", "partition", c.partition, "offset", m.Offset, "error", err)
+				log.Error("submit failed", "partition", c.partition, "offset", m.Offset, "error", err)
 			}
 			return
 		}
+		if !more {
+			return
+		}
 	}
+}
+
+// kafkaErrorLogEvery is the least time between two lines of one kafka-go
+// error log.
+const kafkaErrorLogEvery = 10 * time.Second
+
+// kafkaErrorLog is a kafka-go ErrorLogger logging at Warn, at most one line
+// per kafkaErrorLogEvery, with the count of lines suppressed since the last
+// one. kafka-go retries some failures forever and only logs them, so they
+// must be visible, but not one line per retry. Safe for concurrent use.
+type kafkaErrorLog struct {
+	log        *slog.Logger
+	lim        *rate.Limiter
+	suppressed atomic.Int64
+}
+
+func newKafkaErrorLog(log *slog.Logger) *kafkaErrorLog {
+	return &kafkaErrorLog{log: log, lim: rate.NewLimiter(rate.Every(kafkaErrorLogEvery), 1)}
+}
+
+// Printf implements kafka.Logger.
+func (l *kafkaErrorLog) Printf(msg string, args ...any) {
+	if !l.lim.Allow() {
+		l.suppressed.Add(1)
+		return
+	}
+	l.log.Warn("kafka client error", "error", fmt.Sprintf(msg, args...), "suppressed", l.suppressed.Swap(0))
 }

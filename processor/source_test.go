@@ -1,11 +1,15 @@
 package processor
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
 )
 
 // userEvents returns events from..from+n-1 for user(i), keyed k<i mod
@@ -125,4 +129,26 @@ func TestRebalance(t *testing.T) {
 		t.Fatalf("%d duplicates: the revoked member did not drain and commit", dups)
 	}
 	checkKeyOrder(t, c.readAll("out"))
+}
+
+// TestKafkaErrorLog: kafka-go's errors are logged at Warn, one line per
+// interval, with the number of lines suppressed in between.
+func TestKafkaErrorLog(t *testing.T) {
+	var buf bytes.Buffer
+	l := newKafkaErrorLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	for i := range 5 {
+		l.Printf("fetch failed: %d", i)
+	}
+	if got := strings.Count(buf.String(), "\n"); got != 1 || !strings.Contains(buf.String(), "level=WARN") ||
+		!strings.Contains(buf.String(), "fetch failed: 0") {
+		t.Fatalf("log %q, want one warning", buf.String())
+	}
+	if n := l.suppressed.Load(); n != 4 {
+		t.Fatalf("suppressed %d, want 4", n)
+	}
+	l.lim.SetLimit(rate.Inf) // as if the interval had passed
+	l.Printf("fetch failed: again")
+	if !strings.Contains(buf.String(), "suppressed=4") || l.suppressed.Load() != 0 {
+		t.Fatalf("log %q", buf.String())
+	}
 }

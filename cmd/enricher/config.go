@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
 	"github.com/urfave/cli/v3"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/processor"
 )
 
 // Environment variables read directly (not through a flag) because they hold secrets.
@@ -39,11 +43,20 @@ const (
 	defaultGroup         = "enricher"
 	defaultUserIDPointer = "/user_id"
 	defaultAPIRate       = 200.0
-	defaultMaxInFlight   = 1024
-	defaultCacheTTL      = 10 * time.Minute
-	defaultCacheSize     = 100_000
+	defaultMaxInFlight   = processor.DefaultMaxInFlight
+	defaultCacheTTL      = processor.DefaultCacheTTL
+	defaultCacheSize     = processor.DefaultCacheSize
 	defaultHTTPAddr      = ":9464"
-	maxAPIRate           = 200.0 // the API's documented per-SDKAppID limit
+	maxAPIRate           = 200.0    // the API's documented per-SDKAppID limit
+	minRecordBytes       = 16 << 10 // processor.Config.MaxRecordBytes' lower bound
+)
+
+// Values of --start-offset and --order-by.
+const (
+	startEarliest   = string(processor.StartEarliest)
+	startLatest     = string(processor.StartLatest)
+	orderByKafkaKey = "kafka-key"
+	orderByUser     = "user"
 )
 
 // Flag categories shown in --help.
@@ -104,6 +117,27 @@ func pipelineFlags() []cli.Flag {
 			Usage: "how long a user's subscriptions are reused before asking the API again"},
 		&cli.IntFlag{Name: "cache-size", Category: catPipeline, Value: defaultCacheSize, Sources: env("ENRICHER_CACHE_SIZE"),
 			Usage: "maximum users held in the cache"},
+		&cli.StringFlag{Name: "start-offset", Category: catPipeline, Value: startEarliest, Sources: env("ENRICHER_START_OFFSET"),
+			Usage: "`POSITION` where a consumer group with no committed offset starts: " + startEarliest + " (oldest retained event) or " + startLatest +
+				" (only new events); ignored for partitions the group has already committed"},
+		&cli.IntFlag{Name: "max-in-flight-per-partition", Category: catPipeline, Value: processor.DefaultMaxInFlightPerPartition, Sources: env("ENRICHER_MAX_IN_FLIGHT_PER_PARTITION"),
+			Usage: "events being enriched at once within one partition; at most --max-in-flight (when not set, the smaller of the two defaults)"},
+		&cli.IntFlag{Name: "max-event-bytes", Category: catPipeline, Value: processor.DefaultMaxEventBytes, Sources: env("ENRICHER_MAX_EVENT_BYTES"),
+			Usage: "largest input event in `BYTES`; larger events go to the DLQ"},
+		&cli.IntFlag{Name: "max-record-bytes", Category: catPipeline, Value: processor.DefaultMaxRecordBytes, Sources: env("ENRICHER_MAX_RECORD_BYTES"),
+			Usage: "largest output record in `BYTES` (at most the broker's and topics' max.message.bytes); an enriched record above it goes to the DLQ as output_too_large"},
+		&cli.DurationFlag{Name: "record-retry-deadline", Category: catPipeline, Value: processor.DefaultRecordRetryDeadline, Sources: env("ENRICHER_RECORD_RETRY_DEADLINE"),
+			Usage: "how long one event's lookup may keep failing while the API as a whole works before the event goes to the DLQ as enrichment_unavailable (outages do not count)"},
+		&cli.DurationFlag{Name: "negative-cache-ttl", Category: catPipeline, Value: processor.DefaultNegativeCacheTTL, Sources: env("ENRICHER_NEGATIVE_CACHE_TTL"),
+			Usage: "how long user_not_found and invalid_user answers are reused"},
+		&cli.StringFlag{Name: "order-by", Category: catPipeline, Value: orderByKafkaKey, Sources: env("ENRICHER_ORDER_BY"),
+			Usage: "`KEY` whose events are published in offset order: " + orderByKafkaKey + " (the record key, or the user id when the record has none) or " + orderByUser},
+		&cli.DurationFlag{Name: "commit-interval", Category: catPipeline, Value: processor.DefaultCommitInterval, Sources: env("ENRICHER_COMMIT_INTERVAL"),
+			Usage: "period of offset commits (offsets are also committed on rebalance and shutdown)"},
+		&cli.DurationFlag{Name: "drain-timeout", Category: catPipeline, Value: processor.DefaultDrainTimeout, Sources: env("ENRICHER_DRAIN_TIMEOUT"),
+			Usage: "how long in-flight events of revoked partitions may finish on a rebalance before they are dropped (uncommitted, so redelivered)"},
+		&cli.DurationFlag{Name: "shutdown-timeout", Category: catPipeline, Value: processor.DefaultShutdownTimeout, Sources: env("ENRICHER_SHUTDOWN_TIMEOUT"),
+			Usage: "how long in-flight events may finish on SIGINT/SIGTERM before the process stops (unfinished ones are redelivered)"},
 	}
 }
 
@@ -159,6 +193,16 @@ type pipelineSettings struct {
 	CacheSize                                int
 	AutoCreateTopics                         bool
 	UnavailableAfter                         time.Duration
+	StartOffset                              processor.StartOffset
+	MaxInFlightPerPartition                  int
+	MaxEventBytes                            int
+	MaxRecordBytes                           int
+	RecordRetryDeadline                      time.Duration
+	NegativeCacheTTL                         time.Duration
+	OrderBy                                  processor.OrderBy
+	CommitInterval                           time.Duration
+	DrainTimeout                             time.Duration
+	ShutdownTimeout                          time.Duration
 }
 
 // tencentSettings are the REST API credentials and budget.
@@ -178,6 +222,29 @@ type opsSettings struct {
 	LogFormat string
 }
 
+// flagRef names a flag of cmd as an operator sees it: "--name (ENV_VAR)".
+// The environment variable is taken from the flag definition, so commands
+// that rename it (replay) are named correctly.
+func flagRef(cmd *cli.Command, name string) string {
+	for _, f := range cmd.Flags {
+		if !slices.Contains(f.Names(), name) {
+			continue
+		}
+		if ef, ok := f.(interface{ GetEnvVars() []string }); ok {
+			if envs := ef.GetEnvVars(); len(envs) > 0 {
+				return "--" + name + " (" + strings.Join(envs, ", ") + ")"
+			}
+		}
+	}
+	return "--" + name
+}
+
+// flagError is a usage error naming the flag and its environment variable;
+// format continues the sentence after the flag's name.
+func flagError(cmd *cli.Command, name, format string, args ...any) error {
+	return usageError{fmt.Errorf("%s "+format, append([]any{flagRef(cmd, name)}, args...)...)}
+}
+
 func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 	var s kafkaSettings
 	for _, b := range cmd.StringSlice("brokers") {
@@ -186,12 +253,12 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(b); err != nil {
-			return s, badConfig("--brokers: %q is not HOST:PORT", b)
+			return s, flagError(cmd, "brokers", "must be HOST:PORT, got %q", b)
 		}
 		s.Brokers = append(s.Brokers, b)
 	}
 	if len(s.Brokers) == 0 {
-		return s, badConfig("--brokers: at least one broker is required")
+		return s, flagError(cmd, "brokers", "must name at least one broker")
 	}
 
 	ca, cert, key := cmd.String("kafka-tls-ca-file"), cmd.String("kafka-tls-cert-file"), cmd.String("kafka-tls-key-file")
@@ -201,21 +268,23 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 		if ca != "" {
 			pem, err := os.ReadFile(ca)
 			if err != nil {
-				return s, badConfig("--kafka-tls-ca-file: %w", err)
+				return s, flagError(cmd, "kafka-tls-ca-file", "cannot be read: %w", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return s, badConfig("--kafka-tls-ca-file: %s holds no PEM certificate", ca)
+				return s, flagError(cmd, "kafka-tls-ca-file", "must hold PEM certificates; %s holds none", ca)
 			}
 			t.RootCAs = pool
 		}
 		if (cert == "") != (key == "") {
-			return s, badConfig("--kafka-tls-cert-file and --kafka-tls-key-file must be set together")
+			return s, usageError{fmt.Errorf("%s and %s must be set together",
+				flagRef(cmd, "kafka-tls-cert-file"), flagRef(cmd, "kafka-tls-key-file"))}
 		}
 		if cert != "" {
 			pair, err := tls.LoadX509KeyPair(cert, key)
 			if err != nil {
-				return s, badConfig("--kafka-tls-cert-file/--kafka-tls-key-file: %w", err)
+				return s, usageError{fmt.Errorf("%s / %s: not a usable certificate and key: %w",
+					flagRef(cmd, "kafka-tls-cert-file"), flagRef(cmd, "kafka-tls-key-file"), err)}
 			}
 			t.Certificates = []tls.Certificate{pair}
 		}
@@ -227,13 +296,13 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 		return s, nil
 	}
 	if mech != "PLAIN" && mech != "SCRAM-SHA-256" && mech != "SCRAM-SHA-512" {
-		return s, badConfig("--kafka-sasl-mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", mech)
+		return s, flagError(cmd, "kafka-sasl-mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", mech)
 	}
 	user := cmd.String("kafka-sasl-username")
 	if user == "" {
-		return s, badConfig("--kafka-sasl-username is required with --kafka-sasl-mechanism %s", mech)
+		return s, flagError(cmd, "kafka-sasl-username", "is required with --kafka-sasl-mechanism %s", mech)
 	}
-	pass, err := secret(envSASLPassword, "--kafka-sasl-password-file", cmd.String("kafka-sasl-password-file"))
+	pass, err := secret(envSASLPassword, flagRef(cmd, "kafka-sasl-password-file"), cmd.String("kafka-sasl-password-file"))
 	if err != nil {
 		return s, err
 	}
@@ -247,7 +316,7 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 		m, err := scram.Mechanism(algo, user, pass)
 		if err != nil {
 			// The error text comes from the SASLprep of user and password; do not echo it.
-			return s, badConfig("--kafka-sasl-username/%s: not valid for %s", envSASLPassword, mech)
+			return s, usageError{fmt.Errorf("%s / %s: not valid for %s", flagRef(cmd, "kafka-sasl-username"), envSASLPassword, mech)}
 		}
 		s.SASL = m
 	}
@@ -256,47 +325,103 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 
 func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 	s := pipelineSettings{
-		InputTopic:       strings.TrimSpace(cmd.String("input-topic")),
-		OutputTopic:      strings.TrimSpace(cmd.String("output-topic")),
-		DLQTopic:         strings.TrimSpace(cmd.String("dlq-topic")),
-		Group:            strings.TrimSpace(cmd.String("group")),
-		UserIDPointer:    cmd.String("user-id-pointer"),
-		MaxInFlight:      cmd.Int("max-in-flight"),
-		CacheTTL:         cmd.Duration("cache-ttl"),
-		CacheSize:        cmd.Int("cache-size"),
-		AutoCreateTopics: cmd.Bool("auto-create-topics"),
-		UnavailableAfter: cmd.Duration("unavailable-after"),
+		InputTopic:          strings.TrimSpace(cmd.String("input-topic")),
+		OutputTopic:         strings.TrimSpace(cmd.String("output-topic")),
+		DLQTopic:            strings.TrimSpace(cmd.String("dlq-topic")),
+		Group:               strings.TrimSpace(cmd.String("group")),
+		UserIDPointer:       cmd.String("user-id-pointer"),
+		MaxInFlight:         cmd.Int("max-in-flight"),
+		CacheTTL:            cmd.Duration("cache-ttl"),
+		CacheSize:           cmd.Int("cache-size"),
+		AutoCreateTopics:    cmd.Bool("auto-create-topics"),
+		UnavailableAfter:    cmd.Duration("unavailable-after"),
+		MaxEventBytes:       cmd.Int("max-event-bytes"),
+		MaxRecordBytes:      cmd.Int("max-record-bytes"),
+		RecordRetryDeadline: cmd.Duration("record-retry-deadline"),
+		NegativeCacheTTL:    cmd.Duration("negative-cache-ttl"),
+		CommitInterval:      cmd.Duration("commit-interval"),
+		DrainTimeout:        cmd.Duration("drain-timeout"),
+		ShutdownTimeout:     cmd.Duration("shutdown-timeout"),
 	}
-	for _, t := range []struct{ flag, v string }{
-		{"--input-topic", s.InputTopic}, {"--output-topic", s.OutputTopic},
-		{"--dlq-topic", s.DLQTopic}, {"--group", s.Group},
-	} {
-		if t.v == "" {
-			return s, badConfig("%s must not be empty", t.flag)
+	for _, name := range []string{"input-topic", "output-topic", "dlq-topic", "group"} {
+		if strings.TrimSpace(cmd.String(name)) == "" {
+			return s, flagError(cmd, name, "must not be empty")
 		}
 	}
 	if s.InputTopic == s.OutputTopic || s.InputTopic == s.DLQTopic || s.OutputTopic == s.DLQTopic {
-		return s, badConfig("--input-topic, --output-topic and --dlq-topic must be three different topics")
-	}
-	if s.UserIDPointer != "" && !strings.HasPrefix(s.UserIDPointer, "/") {
-		return s, badConfig("--user-id-pointer: %q is not a JSON pointer (it starts with \"/\")", s.UserIDPointer)
+		return s, usageError{fmt.Errorf("%s, %s and %s must be three different topics",
+			flagRef(cmd, "input-topic"), flagRef(cmd, "output-topic"), flagRef(cmd, "dlq-topic"))}
 	}
 	if s.UserIDPointer == "" {
-		return s, badConfig("--user-id-pointer must not be empty")
+		return s, flagError(cmd, "user-id-pointer", "must not be empty")
+	}
+	if !strings.HasPrefix(s.UserIDPointer, "/") {
+		return s, flagError(cmd, "user-id-pointer", "must be a JSON pointer starting with \"/\", got %q", s.UserIDPointer)
 	}
 	if s.MaxInFlight < 1 {
-		return s, badConfig("--max-in-flight must be at least 1, got %d", s.MaxInFlight)
+		return s, flagError(cmd, "max-in-flight", "must be at least 1, got %d", s.MaxInFlight)
 	}
-	if s.CacheTTL <= 0 {
-		return s, badConfig("--cache-ttl must be positive, got %s", s.CacheTTL)
+	// The per-partition default may exceed a small --max-in-flight; only an
+	// explicit setting above it is an error.
+	s.MaxInFlightPerPartition = min(cmd.Int("max-in-flight-per-partition"), s.MaxInFlight)
+	if cmd.IsSet("max-in-flight-per-partition") {
+		s.MaxInFlightPerPartition = cmd.Int("max-in-flight-per-partition")
+		if s.MaxInFlightPerPartition < 1 || s.MaxInFlightPerPartition > s.MaxInFlight {
+			return s, flagError(cmd, "max-in-flight-per-partition", "must be between 1 and --max-in-flight (%d), got %d", s.MaxInFlight, s.MaxInFlightPerPartition)
+		}
 	}
-	if s.UnavailableAfter < 0 {
-		return s, badConfig("--unavailable-after must not be negative, got %s", s.UnavailableAfter)
+	if s.MaxEventBytes < 1 {
+		return s, flagError(cmd, "max-event-bytes", "must be at least 1, got %d", s.MaxEventBytes)
+	}
+	if s.MaxRecordBytes < minRecordBytes {
+		return s, flagError(cmd, "max-record-bytes", "must be at least %d, got %d", minRecordBytes, s.MaxRecordBytes)
 	}
 	if s.CacheSize < 1 {
-		return s, badConfig("--cache-size must be at least 1, got %d", s.CacheSize)
+		return s, flagError(cmd, "cache-size", "must be at least 1, got %d", s.CacheSize)
 	}
-	return s, nil
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"cache-ttl", s.CacheTTL}, {"negative-cache-ttl", s.NegativeCacheTTL}, {"commit-interval", s.CommitInterval},
+		{"drain-timeout", s.DrainTimeout}, {"shutdown-timeout", s.ShutdownTimeout}, {"record-retry-deadline", s.RecordRetryDeadline},
+	} {
+		if d.v <= 0 {
+			return s, flagError(cmd, d.name, "must be positive, got %s", d.v)
+		}
+	}
+	if s.UnavailableAfter < 0 {
+		return s, flagError(cmd, "unavailable-after", "must not be negative, got %s", s.UnavailableAfter)
+	}
+	switch v := strings.ToLower(strings.TrimSpace(cmd.String("order-by"))); v {
+	case orderByKafkaKey:
+		s.OrderBy = processor.OrderByKafkaKey
+	case orderByUser:
+		s.OrderBy = processor.OrderByUser
+	default:
+		return s, flagError(cmd, "order-by", "must be %s or %s, got %q", orderByKafkaKey, orderByUser, v)
+	}
+	// replay has no --start-offset: its range fixes where it starts.
+	if hasFlag(cmd, "start-offset") {
+		switch v := strings.ToLower(strings.TrimSpace(cmd.String("start-offset"))); v {
+		case startEarliest, startLatest:
+			s.StartOffset = processor.StartOffset(v)
+		default:
+			return s, flagError(cmd, "start-offset", "must be %s or %s, got %q", startEarliest, startLatest, v)
+		}
+	}
+	// The processor's own rules are the last word (e.g. the JSON pointer syntax).
+	return s, checkPipeline(cmd, s)
+}
+
+// hasFlag reports whether cmd defines the flag.
+func hasFlag(cmd *cli.Command, name string) bool {
+	for _, f := range cmd.Flags {
+		if slices.Contains(f.Names(), name) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseTencent(cmd *cli.Command) (tencentSettings, error) {
@@ -308,23 +433,29 @@ func parseTencent(cmd *cli.Command) (tencentSettings, error) {
 		Rate:     cmd.Float("api-rate"),
 	}
 	if s.Region == "" && s.BaseURL == "" {
-		return s, badConfig("--im-region (ENRICHER_IM_REGION) or --im-base-url (ENRICHER_IM_BASE_URL) is required")
+		return s, usageError{fmt.Errorf("%s or %s is required", flagRef(cmd, "im-region"), flagRef(cmd, "im-base-url"))}
+	}
+	if s.Region != "" {
+		if _, err := client.ParseRegion(s.Region); err != nil {
+			return s, flagError(cmd, "im-region", "must be one of %v, got %q", client.Regions(), s.Region)
+		}
 	}
 	if s.SDKAppID <= 0 {
-		return s, badConfig("--im-sdkappid (ENRICHER_IM_SDKAPPID) is required and must be positive")
+		return s, flagError(cmd, "im-sdkappid", "is required and must be positive")
 	}
 	if s.Admin == "" {
-		return s, badConfig("--im-admin (ENRICHER_IM_ADMIN) is required")
+		return s, flagError(cmd, "im-admin", "is required")
 	}
-	if !(s.Rate > 0 && s.Rate <= maxAPIRate) {
-		return s, badConfig("--api-rate must be in (0, %g], got %g", maxAPIRate, s.Rate)
+	if err := checkAPIRate(cmd, s.Rate); err != nil {
+		return s, err
 	}
-	key, err := secret(envSecretKey, "--im-secret-key-file", cmd.String("im-secret-key-file"))
+	key, err := secret(envSecretKey, flagRef(cmd, "im-secret-key-file"), cmd.String("im-secret-key-file"))
 	if err != nil {
 		return s, err
 	}
 	s.SecretKey = key
-	return s, nil
+	// The client's own rules are the last word (e.g. the base URL's form).
+	return s, checkTencent(cmd, s)
 }
 
 func parseOps(cmd *cli.Command) (opsSettings, error) {
@@ -335,7 +466,7 @@ func parseOps(cmd *cli.Command) (opsSettings, error) {
 	s.HTTPAddr = strings.TrimSpace(cmd.String("http-addr"))
 	if s.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
-			return s, badConfig("--http-addr: %q is not [HOST]:PORT", s.HTTPAddr)
+			return s, flagError(cmd, "http-addr", "must be [HOST]:PORT, got %q", s.HTTPAddr)
 		}
 	}
 	return s, nil
@@ -344,10 +475,10 @@ func parseOps(cmd *cli.Command) (opsSettings, error) {
 func parseLogging(cmd *cli.Command) (opsSettings, error) {
 	s := opsSettings{LogFormat: strings.ToLower(cmd.String("log-format"))}
 	if err := s.LogLevel.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
-		return s, badConfig("--log-level: %q is not debug, info, warn or error", cmd.String("log-level"))
+		return s, flagError(cmd, "log-level", "must be debug, info, warn or error, got %q", cmd.String("log-level"))
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
-		return s, badConfig("--log-format: %q is not text or json", s.LogFormat)
+		return s, flagError(cmd, "log-format", "must be text or json, got %q", s.LogFormat)
 	}
 	return s, nil
 }
@@ -408,4 +539,156 @@ func (s tencentSettings) LogValue() slog.Value {
 func (s tencentSettings) String() string {
 	return fmt.Sprintf("region=%s base_url=%s sdkappid=%d admin=%s api_rate=%g secret_key=[redacted]",
 		s.Region, s.BaseURL, s.SDKAppID, s.Admin, s.Rate)
+}
+
+// The client and processor packages validate their Config with plain
+// errors naming Go fields. The tables below map each field the command
+// sets to the flag that feeds it. A field is checked by validating a
+// Config that is valid except for that one field, set from the operator's
+// settings: a failure is that flag's fault, whatever the package's message
+// says, so no error text is ever matched.
+
+// clientField is one client.Config field fed by a flag.
+type clientField struct {
+	flag string
+	set  func(*client.Config, tencentSettings)
+	what string // continues "--flag (ENV) ..." when the client rejects the value
+}
+
+var clientFields = []clientField{
+	{"im-base-url", func(c *client.Config, s tencentSettings) { c.BaseURL = s.BaseURL },
+		"must be an http or https URL with a host and without query or user info"},
+	{"im-region", func(c *client.Config, s tencentSettings) {
+		c.BaseURL = ""
+		c.Region = client.Region(s.Region)
+		if r, err := client.ParseRegion(s.Region); err == nil {
+			c.Region = r
+		}
+	}, "must be one of " + fmt.Sprint(client.Regions())},
+	{"im-sdkappid", func(c *client.Config, s tencentSettings) { c.SDKAppID = s.SDKAppID }, "must be positive"},
+	{"im-admin", func(c *client.Config, s tencentSettings) { c.Admin = s.Admin }, "must name the app administrator"},
+	{"api-rate", func(c *client.Config, s tencentSettings) { c.Rate = s.Rate }, ""}, // message: see apiRateError
+}
+
+// validClientConfig is a client.Config that passes Validate; the probes
+// change one field of it.
+func validClientConfig() client.Config {
+	return client.Config{SDKAppID: 1, Admin: "administrator", SecretKey: "probe", BaseURL: "https://127.0.0.1"}
+}
+
+// clientAccepts reports whether the client accepts the field set from s.
+func clientAccepts(f clientField, s tencentSettings) bool {
+	c := validClientConfig()
+	f.set(&c, s)
+	return c.Validate() == nil
+}
+
+// checkAPIRate validates --api-rate: above 0 (the client paces any
+// positive rate) and at most the API's per-SDKAppID limit.
+func checkAPIRate(cmd *cli.Command, rate float64) error {
+	if !(rate > 0 && rate <= maxAPIRate) {
+		return flagError(cmd, "api-rate", "must be above 0 and at most %g, got %g", maxAPIRate, rate)
+	}
+	return nil
+}
+
+// checkTencent validates every flag-fed client field with the client's rules.
+func checkTencent(cmd *cli.Command, s tencentSettings) error {
+	for _, f := range clientFields {
+		if f.flag == "im-region" && s.BaseURL != "" || f.flag == "im-base-url" && s.BaseURL == "" {
+			continue // --im-base-url overrides --im-region
+		}
+		if clientAccepts(f, s) {
+			continue
+		}
+		if f.flag == "api-rate" {
+			return checkAPIRate(cmd, s.Rate)
+		}
+		return flagError(cmd, f.flag, "%s, got %q", f.what, flagValue(cmd, f.flag))
+	}
+	return nil
+}
+
+// clientConfigError maps an error of client.Config.Validate or client.New
+// to the flag at fault; an error no flag explains is returned as is.
+func clientConfigError(cmd *cli.Command, s tencentSettings, err error) error {
+	if cerr := checkTencent(cmd, s); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// processorField is one processor.Config field fed by a flag.
+type processorField struct {
+	flag string
+	set  func(*processor.Config, pipelineSettings)
+	what string // continues "--flag (ENV) ..." when the processor rejects the value
+}
+
+var processorFields = []processorField{
+	{"input-topic", func(c *processor.Config, p pipelineSettings) { c.InputTopic = p.InputTopic }, "must name a topic"},
+	{"output-topic", func(c *processor.Config, p pipelineSettings) { c.OutputTopic = p.OutputTopic }, "must name a topic"},
+	{"dlq-topic", func(c *processor.Config, p pipelineSettings) { c.DLQTopic = p.DLQTopic }, "must name a topic"},
+	{"group", func(c *processor.Config, p pipelineSettings) { c.Group = p.Group }, "must name a consumer group"},
+	{"user-id-pointer", func(c *processor.Config, p pipelineSettings) { c.UserIDPointer = p.UserIDPointer },
+		"must be a JSON pointer (RFC 6901) such as /user_id"},
+	{"start-offset", func(c *processor.Config, p pipelineSettings) { c.StartOffset = p.StartOffset },
+		"must be " + startEarliest + " or " + startLatest},
+	{"order-by", func(c *processor.Config, p pipelineSettings) { c.OrderBy = p.OrderBy },
+		"must be " + orderByKafkaKey + " or " + orderByUser},
+	{"max-in-flight", func(c *processor.Config, p pipelineSettings) {
+		c.MaxInFlight, c.MaxInFlightPerPartition = p.MaxInFlight, min(p.MaxInFlight, 1)
+	}, "must be at least 1"},
+	{"max-in-flight-per-partition", func(c *processor.Config, p pipelineSettings) {
+		c.MaxInFlight, c.MaxInFlightPerPartition = p.MaxInFlight, p.MaxInFlightPerPartition
+	}, "must be between 1 and --max-in-flight"},
+	{"max-event-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxEventBytes = p.MaxEventBytes }, "must be at least 1"},
+	{"max-record-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxRecordBytes = p.MaxRecordBytes }, "must be at least 16 KiB (16384)"},
+	{"record-retry-deadline", func(c *processor.Config, p pipelineSettings) { c.RecordRetryDeadline = p.RecordRetryDeadline }, "must be positive"},
+	{"cache-size", func(c *processor.Config, p pipelineSettings) { c.CacheSize = p.CacheSize }, "must be at least 1"},
+	{"cache-ttl", func(c *processor.Config, p pipelineSettings) { c.CacheTTL = p.CacheTTL }, "must be positive"},
+	{"negative-cache-ttl", func(c *processor.Config, p pipelineSettings) { c.NegativeCacheTTL = p.NegativeCacheTTL }, "must be positive"},
+	{"commit-interval", func(c *processor.Config, p pipelineSettings) { c.CommitInterval = p.CommitInterval }, "must be positive"},
+	{"drain-timeout", func(c *processor.Config, p pipelineSettings) { c.DrainTimeout = p.DrainTimeout }, "must be positive"},
+	{"shutdown-timeout", func(c *processor.Config, p pipelineSettings) { c.ShutdownTimeout = p.ShutdownTimeout }, "must be positive"},
+	{"unavailable-after", func(c *processor.Config, p pipelineSettings) { c.UnavailableAfter = p.UnavailableAfter }, "must not be negative"},
+}
+
+// validProcessorConfig is a processor.Config that passes Validate; the
+// probes change one field of it.
+func validProcessorConfig() processor.Config {
+	return processor.Config{Brokers: []string{"127.0.0.1:9092"}, InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g"}
+}
+
+// checkPipeline validates every flag-fed processor field with the
+// processor's rules.
+func checkPipeline(cmd *cli.Command, p pipelineSettings) error {
+	for _, f := range processorFields {
+		c := validProcessorConfig()
+		f.set(&c, p)
+		if c.Validate() != nil {
+			return flagError(cmd, f.flag, "%s, got %q", f.what, flagValue(cmd, f.flag))
+		}
+	}
+	return nil
+}
+
+// processorConfigError maps an error of processor.New or NewReplay to the
+// flag at fault; an error no flag explains is returned as is.
+func processorConfigError(cmd *cli.Command, p pipelineSettings, err error) error {
+	if !errors.Is(err, processor.ErrConfig) {
+		return err
+	}
+	if perr := checkPipeline(cmd, p); perr != nil {
+		return perr
+	}
+	return badConfig("%w", err)
+}
+
+// flagValue is the flag's value as the operator gave it.
+func flagValue(cmd *cli.Command, name string) string {
+	if !hasFlag(cmd, name) {
+		return ""
+	}
+	return fmt.Sprint(cmd.Value(name))
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/eventgen"
@@ -105,20 +104,22 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 	}
 	switch {
 	case s.DataDir == "":
-		return s, badConfig("--data-dir must not be empty")
+		return s, flagError(cmd, "data-dir", "must not be empty")
 	case s.Partitions < 1:
-		return s, badConfig("--partitions must be at least 1, got %d", s.Partitions)
-	case !(s.APIRate > 0 && s.APIRate <= maxAPIRate):
-		return s, badConfig("--api-rate must be in (0, %g], got %g", maxAPIRate, s.APIRate)
-	case s.SimLatency < 0 || s.SimJitter < 0:
-		return s, badConfig("--sim-latency and --sim-jitter must not be negative")
+		return s, flagError(cmd, "partitions", "must be at least 1, got %d", s.Partitions)
+	case checkAPIRate(cmd, s.APIRate) != nil:
+		return s, checkAPIRate(cmd, s.APIRate)
+	case s.SimLatency < 0:
+		return s, flagError(cmd, "sim-latency", "must not be negative, got %s", s.SimLatency)
+	case s.SimJitter < 0:
+		return s, flagError(cmd, "sim-jitter", "must not be negative, got %s", s.SimJitter)
 	case s.SummaryInterval <= 0:
-		return s, badConfig("--summary-interval must be positive, got %s", s.SummaryInterval)
+		return s, flagError(cmd, "summary-interval", "must be positive, got %s", s.SummaryInterval)
 	case s.Samples < 0:
-		return s, badConfig("--samples must not be negative, got %d", s.Samples)
+		return s, flagError(cmd, "samples", "must not be negative, got %d", s.Samples)
 	}
 	if _, _, err := net.SplitHostPort(s.KafkaAddr); err != nil {
-		return s, badConfig("--kafka-addr: %q is not HOST:PORT", s.KafkaAddr)
+		return s, flagError(cmd, "kafka-addr", "must be HOST:PORT, got %q", s.KafkaAddr)
 	}
 	return s, nil
 }
@@ -168,22 +169,18 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer sim.Close()
 
-	ccfg, err := clientConfig(tencentSettings{
+	api, err := newClient(cmd, tencentSettings{
 		BaseURL: sim.URL(), SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: devSecretKey, Rate: s.APIRate,
 	}, log, prov)
 	if err != nil {
 		return err
-	}
-	api, err := client.New(ccfg)
-	if err != nil {
-		return fmt.Errorf("dev: client: %w", err)
 	}
 	defer api.Close()
 
 	k := kafkaSettings{Brokers: []string{broker.Addr()}}
 	proc, err := processor.New(processorConfig(k, s.Pipeline, log, prov), api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(k, proc, api), log)
 	if err != nil {

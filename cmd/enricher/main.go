@@ -54,6 +54,7 @@ func newApp() *cli.Command {
 			generateCommand(),
 			versionCommand(),
 			simulatorCommand(),
+			replayCommand(),
 			benchCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {

@@ -98,7 +98,7 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 func TestHelpNeverShowsSecret(t *testing.T) {
 	validRunEnv(t)
 	t.Setenv(envSASLPassword, testSecret)
-	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"dev", "--help"}, {"broker", "--help"}, {"generate", "--help"}, {"simulator", "--help"}, {"help", "run"}} {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"dev", "--help"}, {"broker", "--help"}, {"generate", "--help"}, {"simulator", "--help"}, {"replay", "--help"}, {"help", "run"}} {
 		code, stdout, stderr := runApp(t, context.Background(), args...)
 		if code != 0 {
 			t.Errorf("%v: exit code %d, stderr %q", args, code, stderr)

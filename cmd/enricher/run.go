@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -70,19 +69,15 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
-	ccfg, err := clientConfig(s.Tencent, log, prov)
+	api, err := newClient(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
-	}
-	api, err := client.New(ccfg)
-	if err != nil {
-		return badConfig("%w", err)
 	}
 	defer api.Close()
 
 	proc, err := processor.New(processorConfig(s.Kafka, s.Pipeline, log, prov), api)
 	if err != nil {
-		return badConfig("%w", err)
+		return processorConfigError(cmd, s.Pipeline, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
 	if err != nil {

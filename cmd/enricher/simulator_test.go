@@ -19,7 +19,7 @@ import (
 // startSimulator runs the simulator subcommand with args and returns the
 // endpoint URL from its start line and a stop func returning the command's
 // error and its remaining output.
-func startSimulator(t *testing.T, args ...string) (endpoint string, stop func() (error, string)) {
+func startSimulator(t *testing.T, args ...string) (endpoint string, stop func() (string, error)) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	app := newApp()
@@ -42,10 +42,10 @@ func startSimulator(t *testing.T, args ...string) (endpoint string, stop func() 
 		cancel()
 		t.Fatalf("start line %q", line)
 	}
-	return m[1], func() (error, string) {
+	return m[1], func() (string, error) {
 		cancel()
 		rest, _ := io.ReadAll(r)
-		return <-done, string(rest)
+		return string(rest), <-done
 	}
 }
 
@@ -80,7 +80,7 @@ func TestSimulatorCommandServes(t *testing.T) {
 	if got := postSimulator(t, endpoint, devSecretKey, `{"Subscriber_Account":"user-50"}`); !strings.Contains(got, `"ErrorCode":130004`) {
 		t.Fatalf("answer %s", got)
 	}
-	err, rest := stop()
+	rest, err := stop()
 	if err != nil {
 		t.Fatalf("command: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestSimulatorCommandSecretFromEnv(t *testing.T) {
 	if got := postSimulator(t, endpoint, devSecretKey, `{"Subscriber_Account":"alice"}`); !strings.Contains(got, `"ErrorCode":70009`) {
 		t.Fatalf("the dev key was accepted: %s", got)
 	}
-	if err, _ := stop(); err != nil {
+	if _, err := stop(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/urfave/cli/v3"
 
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/internal/opshttp"
@@ -29,8 +30,9 @@ func newTelemetry(ctx context.Context) (*telemetry.Providers, error) {
 	return prov, nil
 }
 
-// clientConfig maps the Tencent settings onto the client's Config.
-func clientConfig(s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (client.Config, error) {
+// clientConfig maps the Tencent settings onto the client's Config; an
+// invalid setting is reported as the flag of cmd that feeds it.
+func clientConfig(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (client.Config, error) {
 	cfg := client.Config{
 		SDKAppID:       s.SDKAppID,
 		Admin:          s.Admin,
@@ -44,14 +46,28 @@ func clientConfig(s tencentSettings, log *slog.Logger, prov *telemetry.Providers
 	if s.Region != "" {
 		r, err := client.ParseRegion(s.Region)
 		if err != nil {
-			return cfg, badConfig("--im-region: %q is not one of %v", s.Region, client.Regions())
+			return cfg, flagError(cmd, "im-region", "must be one of %v, got %q", client.Regions(), s.Region)
 		}
 		cfg.Region = r
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, badConfig("%w", err)
+		return cfg, clientConfigError(cmd, s, err)
 	}
 	return cfg, nil
+}
+
+// newClient builds the Tencent client from the settings; an invalid
+// setting is reported as the flag of cmd that feeds it. The caller closes it.
+func newClient(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (*client.Client, error) {
+	cfg, err := clientConfig(cmd, s, log, prov)
+	if err != nil {
+		return nil, err
+	}
+	api, err := client.New(cfg)
+	if err != nil {
+		return nil, clientConfigError(cmd, s, err)
+	}
+	return api, nil
 }
 
 // processorConfig maps the Kafka and pipeline settings onto the processor's Config.
@@ -65,7 +81,16 @@ func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov
 		UserIDPointer: p.UserIDPointer,
 		MaxInFlight:   p.MaxInFlight,
 		// The per-partition bound may not exceed the total.
-		MaxInFlightPerPartition: min(p.MaxInFlight, processor.DefaultMaxInFlightPerPartition),
+		MaxInFlightPerPartition: p.MaxInFlightPerPartition,
+		StartOffset:             p.StartOffset,
+		OrderBy:                 p.OrderBy,
+		MaxEventBytes:           p.MaxEventBytes,
+		MaxRecordBytes:          p.MaxRecordBytes,
+		RecordRetryDeadline:     p.RecordRetryDeadline,
+		NegativeCacheTTL:        p.NegativeCacheTTL,
+		CommitInterval:          p.CommitInterval,
+		DrainTimeout:            p.DrainTimeout,
+		ShutdownTimeout:         p.ShutdownTimeout,
 		CacheTTL:                p.CacheTTL,
 		CacheSize:               p.CacheSize,
 		AutoCreateTopics:        p.AutoCreateTopics,

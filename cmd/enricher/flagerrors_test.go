@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/telemetry"
+	"github.com/tencentchat-enricher/enricher/processor"
+)
+
+// goFieldNames are client/processor Config field names and package
+// prefixes that must never reach an operator in place of a flag.
+var goFieldNames = []string{"client:", "processor:", "invalid config", "Rate ", "BaseURL", "UserIDPointer", "StartOffset",
+	"OrderBy", "MaxInFlight", "MaxEventBytes", "NegativeCacheTTL", "CommitInterval", "DrainTimeout", "ShutdownTimeout", "SDKAppID"}
+
+func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string // applied over validRunEnv
+		args []string
+		want string // the line must contain it
+	}{
+		{name: "api rate 0", args: []string{"run", "--api-rate", "0"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0"},
+		{name: "api rate above the limit (flag)", args: []string{"run", "--api-rate", "200.5"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0 and at most 200"},
+		{name: "api rate above the limit", env: map[string]string{"ENRICHER_API_RATE": "201"}, args: []string{"run"}, want: "--api-rate (ENRICHER_API_RATE)"},
+		{name: "base url scheme", args: []string{"run", "--im-base-url", "ftp://example.com"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
+		{name: "base url without host", args: []string{"run", "--im-base-url", "http://"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
+		{name: "base url with query", env: map[string]string{"ENRICHER_IM_BASE_URL": "https://example.com/?a=b"}, args: []string{"run"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
+		{name: "unknown region", args: []string{"run", "--im-region", "mars"}, want: "--im-region (ENRICHER_IM_REGION)"},
+		{name: "negative sdkappid", args: []string{"run", "--im-sdkappid", "-5"}, want: "--im-sdkappid (ENRICHER_IM_SDKAPPID)"},
+		{name: "pointer the processor rejects", args: []string{"run", "--user-id-pointer", "/a~2"}, want: "--user-id-pointer (ENRICHER_USER_ID_POINTER)"},
+		{name: "pointer without slash", args: []string{"run", "--user-id-pointer", "user_id"}, want: "--user-id-pointer (ENRICHER_USER_ID_POINTER)"},
+		{name: "start offset", args: []string{"run", "--start-offset", "middle"}, want: "--start-offset (ENRICHER_START_OFFSET) must be earliest or latest"},
+		{name: "start offset from env", env: map[string]string{"ENRICHER_START_OFFSET": "newest"}, args: []string{"run"}, want: "--start-offset (ENRICHER_START_OFFSET)"},
+		{name: "order by", args: []string{"run", "--order-by", "partition"}, want: "--order-by (ENRICHER_ORDER_BY) must be kafka-key or user"},
+		{name: "per-partition zero", args: []string{"run", "--max-in-flight-per-partition", "0"}, want: "--max-in-flight-per-partition (ENRICHER_MAX_IN_FLIGHT_PER_PARTITION)"},
+		{name: "per-partition above total", args: []string{"run", "--max-in-flight", "8", "--max-in-flight-per-partition", "9"}, want: "--max-in-flight-per-partition (ENRICHER_MAX_IN_FLIGHT_PER_PARTITION)"},
+		{name: "max in flight", args: []string{"run", "--max-in-flight", "-1"}, want: "--max-in-flight (ENRICHER_MAX_IN_FLIGHT)"},
+		{name: "max event bytes", args: []string{"run", "--max-event-bytes", "0"}, want: "--max-event-bytes (ENRICHER_MAX_EVENT_BYTES)"},
+		{name: "negative cache ttl", args: []string{"run", "--negative-cache-ttl", "0s"}, want: "--negative-cache-ttl (ENRICHER_NEGATIVE_CACHE_TTL)"},
+		{name: "max record bytes", args: []string{"run", "--max-record-bytes", "1000"}, want: "--max-record-bytes (ENRICHER_MAX_RECORD_BYTES) must be at least 16384"},
+		{name: "record retry deadline", env: map[string]string{"ENRICHER_RECORD_RETRY_DEADLINE": "-1s"}, args: []string{"run"}, want: "--record-retry-deadline (ENRICHER_RECORD_RETRY_DEADLINE) must be positive"},
+		{name: "cache ttl", args: []string{"run", "--cache-ttl", "-1m"}, want: "--cache-ttl (ENRICHER_CACHE_TTL)"},
+		{name: "commit interval", env: map[string]string{"ENRICHER_COMMIT_INTERVAL": "0s"}, args: []string{"run"}, want: "--commit-interval (ENRICHER_COMMIT_INTERVAL)"},
+		{name: "drain timeout", args: []string{"run", "--drain-timeout", "-1s"}, want: "--drain-timeout (ENRICHER_DRAIN_TIMEOUT)"},
+		{name: "shutdown timeout", args: []string{"run", "--shutdown-timeout", "0s"}, want: "--shutdown-timeout (ENRICHER_SHUTDOWN_TIMEOUT)"},
+		{name: "unavailable after", args: []string{"run", "--unavailable-after", "-1s"}, want: "--unavailable-after (ENRICHER_UNAVAILABLE_AFTER)"},
+		{name: "same topics", args: []string{"run", "--dlq-topic", "user-events"}, want: "--dlq-topic (ENRICHER_DLQ_TOPIC)"},
+		{name: "brokers", args: []string{"run", "--brokers", "nohost"}, want: "--brokers (ENRICHER_BROKERS)"},
+		{name: "http addr", args: []string{"run", "--http-addr", "9464"}, want: "--http-addr (ENRICHER_HTTP_ADDR)"},
+		{name: "log level", args: []string{"run", "--log-level", "loud"}, want: "--log-level (ENRICHER_LOG_LEVEL)"},
+		{name: "sasl mechanism", args: []string{"run", "--kafka-sasl-mechanism", "GSSAPI"}, want: "--kafka-sasl-mechanism (ENRICHER_KAFKA_SASL_MECHANISM)"},
+
+		{name: "replay api rate 1", env: map[string]string{"ENRICHER_REPLAY_API_RATE": "0"}, args: []string{"replay"}, want: "--api-rate (ENRICHER_REPLAY_API_RATE) must be above 0"},
+		{name: "replay base url", args: []string{"replay", "--im-base-url", "ftp://example.com"}, want: "--im-base-url (ENRICHER_IM_BASE_URL)"},
+		{name: "replay pointer", args: []string{"replay", "--user-id-pointer", "/a~2"}, want: "--user-id-pointer (ENRICHER_USER_ID_POINTER)"},
+		{name: "replay order by", args: []string{"replay", "--order-by", "x"}, want: "--order-by (ENRICHER_ORDER_BY)"},
+		{name: "replay drain timeout", args: []string{"replay", "--drain-timeout", "0s"}, want: "--drain-timeout (ENRICHER_DRAIN_TIMEOUT)"},
+		{name: "replay output topic", args: []string{"replay", "--output-topic", " "}, want: "--output-topic (ENRICHER_REPLAY_OUTPUT_TOPIC)"},
+		{name: "replay from", args: []string{"replay", "--from", "yesterday"}, want: "--from (ENRICHER_REPLAY_FROM)"},
+		{name: "replay offsets", args: []string{"replay", "--offsets", "0=5:1"}, want: "--offsets (ENRICHER_REPLAY_OFFSETS)"},
+		{name: "replay progress", args: []string{"replay", "--progress", "loud"}, want: "--progress (ENRICHER_REPLAY_PROGRESS)"},
+		{name: "replay has no start offset", args: []string{"replay", "--start-offset", "latest"}, want: "start-offset"},
+
+		{name: "dev api rate 1", args: []string{"dev", "--api-rate", "-1"}, want: "--api-rate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			validRunEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := runApp(t, context.Background(), tt.args...)
+			if code != exitCodeUsage {
+				t.Fatalf("exit code %d, want %d; stderr: %s", code, exitCodeUsage, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("stderr must be one line containing %q, got %q", tt.want, stderr)
+			}
+			for _, f := range goFieldNames {
+				if strings.Contains(lines[0], f) {
+					t.Errorf("%q names a Go field or package (%q) instead of a flag", lines[0], f)
+				}
+			}
+			if strings.Contains(stdout+stderr, testSecret) {
+				t.Error("output contains the secret")
+			}
+		})
+	}
+}
+
+// TestAPIRateBoundMatchesClient: every rate the command accepts, the
+// client accepts too, and the bounds themselves are enforced.
+func TestAPIRateBoundMatchesClient(t *testing.T) {
+	for _, rate := range []float64{0.01, 0.5, 1, 2, 199.99, maxAPIRate} {
+		c := validClientConfig()
+		c.Rate = rate
+		if err := c.Validate(); err != nil {
+			t.Errorf("client rejects --api-rate %g that the command accepts: %v", rate, err)
+		}
+	}
+}
+
+// TestFieldTablesMatchFlags: every row of the field→flag tables names a
+// real flag of run, and a bad value of that field alone is reported as
+// that flag.
+func TestFieldTablesMatchFlags(t *testing.T) {
+	run := runCommand()
+	for _, f := range clientFields {
+		if !hasFlag(run, f.flag) {
+			t.Errorf("clientFields: run has no --%s", f.flag)
+		}
+	}
+	for _, f := range processorFields {
+		if !hasFlag(run, f.flag) {
+			t.Errorf("processorFields: run has no --%s", f.flag)
+		}
+	}
+
+	goodP := pipelineSettings{InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g", UserIDPointer: "/user_id",
+		MaxInFlight: 4, MaxInFlightPerPartition: 2, MaxEventBytes: 1, MaxRecordBytes: 1 << 20, RecordRetryDeadline: time.Minute,
+		CacheTTL: time.Second, NegativeCacheTTL: time.Second,
+		CacheSize: 1, CommitInterval: time.Second, DrainTimeout: time.Second, ShutdownTimeout: time.Second,
+		StartOffset: processor.StartLatest, OrderBy: processor.OrderByUser}
+	if err := checkPipeline(run, goodP); err != nil {
+		t.Fatalf("valid settings rejected: %v", err)
+	}
+	pipelineCases := []struct {
+		flag   string
+		break_ func(*pipelineSettings)
+	}{
+		{"input-topic", func(p *pipelineSettings) { p.InputTopic = "out" }},
+		{"group", func(p *pipelineSettings) { p.Group = "" }},
+		{"user-id-pointer", func(p *pipelineSettings) { p.UserIDPointer = "/a~9" }},
+		{"start-offset", func(p *pipelineSettings) { p.StartOffset = "middle" }},
+		{"order-by", func(p *pipelineSettings) { p.OrderBy = "partition" }},
+		{"max-in-flight", func(p *pipelineSettings) { p.MaxInFlight = -1 }},
+		{"max-in-flight-per-partition", func(p *pipelineSettings) { p.MaxInFlightPerPartition = 5 }},
+		{"max-event-bytes", func(p *pipelineSettings) { p.MaxEventBytes = -1 }},
+		{"max-record-bytes", func(p *pipelineSettings) { p.MaxRecordBytes = 100 }},
+		{"record-retry-deadline", func(p *pipelineSettings) { p.RecordRetryDeadline = -time.Second }},
+		{"cache-size", func(p *pipelineSettings) { p.CacheSize = -1 }},
+		{"cache-ttl", func(p *pipelineSettings) { p.CacheTTL = -time.Second }},
+		{"negative-cache-ttl", func(p *pipelineSettings) { p.NegativeCacheTTL = -time.Second }},
+		{"commit-interval", func(p *pipelineSettings) { p.CommitInterval = -time.Second }},
+		{"drain-timeout", func(p *pipelineSettings) { p.DrainTimeout = -time.Second }},
+		{"shutdown-timeout", func(p *pipelineSettings) { p.ShutdownTimeout = -time.Second }},
+		{"unavailable-after", func(p *pipelineSettings) { p.UnavailableAfter = -time.Second }},
+	}
+	for _, tt := range pipelineCases {
+		p := goodP
+		tt.break_(&p)
+		// The processor's own verdict on the broken field.
+		if err := processorConfig(kafkaSettings{Brokers: []string{"127.0.0.1:9092"}}, p, nil, &telemetry.Providers{}).Validate(); err == nil {
+			t.Errorf("%s: the processor accepts the broken value; the case tests nothing", tt.flag)
+			continue
+		}
+		err := checkPipeline(run, p)
+		if err == nil || !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
+			t.Errorf("%s: checkPipeline = %v, want an error naming %s", tt.flag, err, flagRef(run, tt.flag))
+		}
+		if perr := processorConfigError(run, p, fmt.Errorf("new: %w", processor.ErrConfig)); perr == nil || !strings.Contains(perr.Error(), flagRef(run, tt.flag)) {
+			t.Errorf("%s: processorConfigError = %v", tt.flag, perr)
+		}
+	}
+
+	goodT := tencentSettings{BaseURL: "https://example.com", SDKAppID: 1, Admin: "a", SecretKey: "k", Rate: 100}
+	if err := checkTencent(run, goodT); err != nil {
+		t.Fatalf("valid settings rejected: %v", err)
+	}
+	clientCases := []struct {
+		flag   string
+		break_ func(*tencentSettings)
+	}{
+		{"im-base-url", func(s *tencentSettings) { s.BaseURL = "ftp://example.com" }},
+		{"im-region", func(s *tencentSettings) { s.BaseURL, s.Region = "", "mars" }},
+		{"im-sdkappid", func(s *tencentSettings) { s.SDKAppID = 0 }},
+		{"im-admin", func(s *tencentSettings) { s.Admin = " " }},
+		{"api-rate", func(s *tencentSettings) { s.Rate = -1 }},
+	}
+	for _, tt := range clientCases {
+		s := goodT
+		tt.break_(&s)
+		_, cerr := clientConfig(run, s, nil, &telemetry.Providers{})
+		if cerr == nil || !strings.HasPrefix(cerr.Error(), flagRef(run, tt.flag)+" ") {
+			t.Errorf("%s: clientConfig = %v, want an error naming %s", tt.flag, cerr, flagRef(run, tt.flag))
+		}
+		for _, f := range goFieldNames {
+			if cerr != nil && strings.Contains(cerr.Error(), f) {
+				t.Errorf("%s: %q names %q", tt.flag, cerr, f)
+			}
+		}
+	}
+}
+
+// TestPipelineFlagsReachProcessor: the new settings go from flag or
+// environment to processor.Config, with the processor's defaults.
+func TestPipelineFlagsReachProcessor(t *testing.T) {
+	defaults := processor.Config{
+		StartOffset: processor.StartEarliest, OrderBy: processor.OrderByKafkaKey,
+		MaxInFlight: processor.DefaultMaxInFlight, MaxInFlightPerPartition: processor.DefaultMaxInFlightPerPartition,
+		MaxEventBytes: processor.DefaultMaxEventBytes, NegativeCacheTTL: processor.DefaultNegativeCacheTTL,
+		CommitInterval: processor.DefaultCommitInterval, DrainTimeout: processor.DefaultDrainTimeout,
+		ShutdownTimeout: processor.DefaultShutdownTimeout, MaxRecordBytes: processor.DefaultMaxRecordBytes,
+		RecordRetryDeadline: processor.DefaultRecordRetryDeadline,
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want func(*processor.Config)
+	}{
+		{name: "defaults", want: func(*processor.Config) {}},
+		{name: "env", env: map[string]string{
+			"ENRICHER_START_OFFSET": "latest", "ENRICHER_ORDER_BY": "user", "ENRICHER_MAX_IN_FLIGHT_PER_PARTITION": "3",
+			"ENRICHER_MAX_EVENT_BYTES": "2048", "ENRICHER_NEGATIVE_CACHE_TTL": "5s", "ENRICHER_COMMIT_INTERVAL": "250ms",
+			"ENRICHER_DRAIN_TIMEOUT": "2s", "ENRICHER_SHUTDOWN_TIMEOUT": "3s",
+			"ENRICHER_MAX_RECORD_BYTES": "65536", "ENRICHER_RECORD_RETRY_DEADLINE": "90s",
+		}, want: func(c *processor.Config) {
+			c.MaxRecordBytes, c.RecordRetryDeadline = 65536, 90*time.Second
+			c.StartOffset, c.OrderBy, c.MaxInFlightPerPartition, c.MaxEventBytes = processor.StartLatest, processor.OrderByUser, 3, 2048
+			c.NegativeCacheTTL, c.CommitInterval, c.DrainTimeout, c.ShutdownTimeout = 5*time.Second, 250*time.Millisecond, 2*time.Second, 3*time.Second
+		}},
+		{name: "flag over env", env: map[string]string{"ENRICHER_START_OFFSET": "latest", "ENRICHER_ORDER_BY": "user"},
+			args: []string{"--start-offset", "EARLIEST", "--order-by", "kafka-key", "--shutdown-timeout", "1m"},
+			want: func(c *processor.Config) { c.ShutdownTimeout = time.Minute }},
+		{name: "per-partition default capped by a small total", args: []string{"--max-in-flight", "10"},
+			want: func(c *processor.Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 10 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			p, err := parsed(t, pipelineFlags(), parsePipeline, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := processorConfig(kafkaSettings{Brokers: []string{"127.0.0.1:9092"}}, p, nil, &telemetry.Providers{})
+			want := defaults
+			tt.want(&want)
+			type knobs struct {
+				S             processor.StartOffset
+				O             processor.OrderBy
+				M, MP, B, R   int
+				N, C, D, X, Y time.Duration
+			}
+			g := knobs{got.StartOffset, got.OrderBy, got.MaxInFlight, got.MaxInFlightPerPartition, got.MaxEventBytes, got.MaxRecordBytes,
+				got.NegativeCacheTTL, got.CommitInterval, got.DrainTimeout, got.ShutdownTimeout, got.RecordRetryDeadline}
+			w := knobs{want.StartOffset, want.OrderBy, want.MaxInFlight, want.MaxInFlightPerPartition, want.MaxEventBytes, want.MaxRecordBytes,
+				want.NegativeCacheTTL, want.CommitInterval, want.DrainTimeout, want.ShutdownTimeout, want.RecordRetryDeadline}
+			if g != w {
+				t.Errorf("processor config\n got %+v\nwant %+v", g, w)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("processor rejects the mapped config: %v", err)
+			}
+		})
+	}
+}
+
+// TestHelpShowsProcessorDefaults: --help shows the processor's defaults
+// and says --start-offset only applies without a committed offset.
+func TestHelpShowsProcessorDefaults(t *testing.T) {
+	validRunEnv(t)
+	code, stdout, stderr := runApp(t, context.Background(), "run", "--help")
+	if code != 0 {
+		t.Fatalf("run --help: exit %d, %s", code, stderr)
+	}
+	lines := strings.Split(stdout, "\n")
+	for flag, def := range map[string]string{
+		"max-in-flight-per-partition": strconv.Itoa(processor.DefaultMaxInFlightPerPartition),
+		"max-event-bytes":             strconv.Itoa(processor.DefaultMaxEventBytes),
+		"max-record-bytes":            strconv.Itoa(processor.DefaultMaxRecordBytes),
+		"record-retry-deadline":       processor.DefaultRecordRetryDeadline.String(),
+		"negative-cache-ttl":          processor.DefaultNegativeCacheTTL.String(),
+		"commit-interval":             processor.DefaultCommitInterval.String(),
+		"drain-timeout":               processor.DefaultDrainTimeout.String(),
+		"shutdown-timeout":            processor.DefaultShutdownTimeout.String(),
+		"start-offset":                `"` + string(processor.StartEarliest) + `"`,
+		"order-by":                    `"kafka-key"`,
+	} {
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "--"+flag+" ") })
+		if i < 0 {
+			t.Errorf("run --help has no --%s", flag)
+			continue
+		}
+		if !strings.Contains(lines[i], "(default: "+def+")") || !strings.Contains(lines[i], "$ENRICHER_") {
+			t.Errorf("--%s help line %q lacks default %s or its environment variable", flag, lines[i], def)
+		}
+		if flag == "start-offset" && !strings.Contains(lines[i], "no committed offset") {
+			t.Errorf("--start-offset help does not say it only applies without a committed offset: %q", lines[i])
+		}
+	}
+}
