@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"time"
 
 	"github.com/tencentchat-enricher/enricher/client/simulator"
@@ -28,11 +29,11 @@ type apiSettings struct {
 }
 
 // simAPI is the simulator of a processor scenario, served on loopback
-// behind a callWatch.
+// (net/http/httptest) behind a callWatch.
 type simAPI struct {
 	sim   *simulator.Simulator
 	watch *callWatch
-	srv   *loopbackServer
+	srv   *httptest.Server
 }
 
 // startAPI starts the simulator with a generated dataset of set.users users
@@ -51,18 +52,14 @@ func startAPI(set apiSettings) (*simAPI, error) {
 		return nil, fmt.Errorf("bench: simulator: %w", err)
 	}
 	w := &callWatch{next: sim}
-	srv, err := serveLoopback(w)
-	if err != nil {
-		return nil, err
-	}
-	return &simAPI{sim: sim, watch: w, srv: srv}, nil
+	return &simAPI{sim: sim, watch: w, srv: httptest.NewServer(w)}, nil
 }
 
 // URL is the simulator's base URL.
-func (a *simAPI) URL() string { return a.srv.url }
+func (a *simAPI) URL() string { return a.srv.URL }
 
-// Close stops serving.
-func (a *simAPI) Close() error { return a.srv.Close() }
+// Close stops serving once the calls in progress are answered.
+func (a *simAPI) Close() { a.srv.Close() }
 
 // result summarises the calls the simulator served for the users of seq.
 func (a *simAPI) result(budget int, seq []int32) *APIResult {

@@ -1,10 +1,6 @@
 package bench
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -59,31 +55,4 @@ func (s callSpan) rate() float64 {
 		return 0
 	}
 	return float64(s.calls-1) / d
-}
-
-// loopbackServer serves h on 127.0.0.1 on a free port until Close.
-type loopbackServer struct {
-	url  string
-	srv  *http.Server
-	done chan error
-}
-
-func serveLoopback(h http.Handler) (*loopbackServer, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bench: API listener: %w", err)
-	}
-	s := &loopbackServer{url: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, done: make(chan error, 1)}
-	go func() { s.done <- s.srv.Serve(ln) }() // owned: ends in Close
-	return s, nil
-}
-
-func (s *loopbackServer) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
-	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
 }

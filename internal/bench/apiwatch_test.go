@@ -2,6 +2,7 @@ package bench
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -14,14 +15,11 @@ func TestCallWatch(t *testing.T) {
 		}
 		rw.WriteHeader(http.StatusNoContent)
 	})}
-	srv, err := serveLoopback(w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := httptest.NewServer(w)
 	defer srv.Close()
 
 	for range 3 {
-		resp, err := http.Get(srv.url + "/fast")
+		resp, err := http.Get(srv.URL + "/fast")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -29,7 +27,7 @@ func TestCallWatch(t *testing.T) {
 	}
 	slow := make(chan error, 1)
 	go func() {
-		resp, err := http.Get(srv.url + "/slow")
+		resp, err := http.Get(srv.URL + "/slow")
 		if err == nil {
 			resp.Body.Close()
 		}
