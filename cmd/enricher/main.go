@@ -55,6 +55,7 @@ func newApp() *cli.Command {
 			versionCommand(),
 			simulatorCommand(),
 			replayCommand(),
+			benchCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {
 			if cmd.Args().Present() {

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// childEnv marks a run of this test binary as a benchmark child.
+const childEnv = "BENCH_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		if err := ServeChild(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// testChild re-executes this test binary as a benchmark child.
+func testChild(ctx context.Context) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	return cmd
+}
+
+// TestRunTiny runs the harness at a tiny scale, end to end through child
+// processes, and checks that every measurement is present and consistent.
+// It asserts no timings.
+func TestRunTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers and child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := New(Config{Scenarios: []string{"ceiling"}, Scale: 0.002, Child: testChild, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 {
+		t.Fatalf("got %d results, want 1", len(rep.Results))
+	}
+	res := rep.Results[0]
+	if res.Error != "" {
+		t.Fatalf("ceiling failed: %s", res.Error)
+	}
+	if res.Scenario.Events != 2000 {
+		t.Errorf("events = %d, want 2000 at scale 0.002", res.Scenario.Events)
+	}
+	if res.Output != int64(res.Scenario.Events) || res.DLQ != 0 {
+		t.Errorf("output %d, dlq %d; want %d copies and no dead letters", res.Output, res.DLQ, res.Scenario.Events)
+	}
+	var stats copyStats
+	if err := json.Unmarshal(res.WorkloadStats, &stats); err != nil {
+		t.Fatalf("copy stats %s: %v", res.WorkloadStats, err)
+	}
+	if stats.Produced != int64(res.Scenario.Events) {
+		t.Errorf("child acknowledged %d copies, want %d", stats.Produced, res.Scenario.Events)
+	}
+	if res.Seconds <= 0 || res.EventsPerSec <= 0 {
+		t.Errorf("seconds %v, events/s %v: want positive", res.Seconds, res.EventsPerSec)
+	}
+	if !(res.FirstOutputMS <= res.LatencyP50MS && res.LatencyP50MS <= res.LatencyP99MS && res.LatencyP99MS <= res.Seconds*1000+1e-6) {
+		t.Errorf("latencies out of order: first %v, p50 %v, p99 %v, total %v ms", res.FirstOutputMS, res.LatencyP50MS, res.LatencyP99MS, res.Seconds*1000)
+	}
+	if res.CPUSeconds <= 0 || res.PeakRSSBytes <= 0 {
+		t.Errorf("child CPU %v s, peak RSS %d: want both measured", res.CPUSeconds, res.PeakRSSBytes)
+	}
+
+	var table, js bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "| ceiling") {
+		t.Errorf("table has no ceiling row:\n%s", table.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("report JSON does not decode: %v", err)
+	}
+	if len(back.Results) != 1 || back.Results[0].Output != res.Output {
+		t.Errorf("JSON round trip lost the result: %+v", back.Results)
+	}
+}
+
+// TestRunTinyProcessor runs the cold scenario (and the ceiling around it) at
+// a tiny scale through the processor, the client and the simulator, and
+// checks the accounting. It asserts no timings.
+func TestRunTinyProcessor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers, a simulator and child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := New(Config{Scenarios: []string{"cold"}, Scale: 0.005, Child: testChild, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, res := range rep.Results {
+		names = append(names, res.Scenario.Name)
+	}
+	if !slices.Equal(names, []string{"ceiling", "cold", "ceiling-end"}) {
+		t.Fatalf("ran %v, want the cold scenario between two ceiling runs", names)
+	}
+	res := rep.Results[1]
+	if res.Error != "" {
+		t.Fatalf("cold failed: %s", res.Error)
+	}
+	n := int64(res.Scenario.Events)
+	if res.Output+res.DLQ != n || res.Output == 0 {
+		t.Errorf("output %d + dlq %d, want %d enriched records", res.Output, res.DLQ, n)
+	}
+	a := res.API
+	if a == nil {
+		t.Fatal("no API result")
+	}
+	if a.Calls < res.DistinctUsers {
+		t.Errorf("%d API calls for %d distinct uncached users", a.Calls, res.DistinctUsers)
+	}
+	if a.MaxPerSecond <= 0 || a.MaxPerSecond > a.Calls {
+		t.Errorf("max per second %d of %d calls", a.MaxPerSecond, a.Calls)
+	}
+	var stats struct{ In, Out, DLQ int64 }
+	if err := json.Unmarshal(res.WorkloadStats, &stats); err != nil {
+		t.Fatalf("processor stats %s: %v", res.WorkloadStats, err)
+	}
+	if stats.In != n || stats.Out+stats.DLQ != n {
+		t.Errorf("processor counted in %d, out %d, dlq %d; want %d each way", stats.In, stats.Out, stats.DLQ, n)
+	}
+	if res.CeilingRatio <= 0 {
+		t.Errorf("cold has no ratio to the ceiling")
+	}
+}

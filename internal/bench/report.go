@@ -1,0 +1,325 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of a Runner.Run: the machine, the settings, one
+// Result per scenario and the targets of the issue checked against them.
+type Report struct {
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Started  time.Time `json:"started"`
+	Results  []Result  `json:"results"`
+	Targets  []Target  `json:"targets"`
+	// CeilingEventsPerSec is the fastest ceiling run, which ratios are
+	// taken against; CeilingSpread is how much slower the slowest ceiling
+	// run was (0.1 = 10%): the drift of the machine during the run.
+	CeilingEventsPerSec float64 `json:"ceiling_events_per_sec"`
+	CeilingSpread       float64 `json:"ceiling_spread"`
+}
+
+// Settings are the Runner settings a report was measured with.
+type Settings struct {
+	Scale      float64 `json:"scale"`
+	Partitions int     `json:"partitions"`
+	Rate       int     `json:"rate"`
+	LatencyMS  float64 `json:"latency_ms"`
+	JitterMS   float64 `json:"jitter_ms"`
+}
+
+// Machine describes where a report was measured.
+type Machine struct {
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	MemoryMiB int64  `json:"memory_mib,omitempty"`
+	Go        string `json:"go"`
+}
+
+// Result is one scenario's measurements. Times run from the moment the
+// workload started (after the input was preloaded) to the moment the
+// broker received the last expected output record.
+type Result struct {
+	Scenario Scenario `json:"scenario"`
+	// Error is why the scenario could not be measured; empty on success.
+	Error string `json:"error,omitempty"`
+	// Load1 is the machine's one-minute load average when it started.
+	Load1 float64 `json:"load1"`
+	// PreloadSeconds is how long producing the input took (not measured).
+	PreloadSeconds float64 `json:"preload_seconds"`
+	// DistinctUsers is the number of different users among the events.
+	DistinctUsers int `json:"distinct_users"`
+
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	// CeilingRatio is EventsPerSec over the ceiling's, from the same run.
+	CeilingRatio float64 `json:"ceiling_ratio,omitempty"`
+	// CachedEventsPerSec is the rate of the records that arrived after the
+	// last API call was answered, when every user was cached: the cache-hit
+	// path without the cost of first sightings; CachedShare is their share
+	// of all events. Processor scenarios only.
+	CachedEventsPerSec float64 `json:"cached_events_per_sec,omitempty"`
+	CachedShare        float64 `json:"cached_share,omitempty"`
+	// Output and DLQ are the records on the output and dead-letter topics.
+	Output int64 `json:"output"`
+	DLQ    int64 `json:"dlq"`
+	// OutputBytes is the size of the record batches produced to them
+	// (output and DLQ), and OutputMBPerSec that over Seconds in MiB/s.
+	OutputBytes    int64   `json:"output_bytes"`
+	OutputMBPerSec float64 `json:"output_mib_per_sec"`
+
+	// Latencies are from an event's timestamp, or the start of the run if
+	// later, to its output record reaching the broker. Every event is
+	// preloaded, so an event's latency is the time to drain the backlog up
+	// to it.
+	FirstOutputMS float64 `json:"first_output_ms"`
+	LatencyP50MS  float64 `json:"latency_p50_ms"`
+	LatencyP99MS  float64 `json:"latency_p99_ms"`
+
+	// API is the simulator's account (processor scenarios only).
+	API *APIResult `json:"api,omitempty"`
+
+	// PeakRSSBytes and CPUSeconds are the workload process's, over its
+	// whole life; InfraCPUSeconds is what the broker and simulator (the
+	// parent process) used meanwhile, on the same cores.
+	PeakRSSBytes    int64   `json:"peak_rss_bytes"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	InfraCPUSeconds float64 `json:"infra_cpu_seconds"`
+	// WorkloadStats is the workload's own account (processor Stats, copy counts).
+	WorkloadStats json.RawMessage `json:"workload_stats,omitempty"`
+}
+
+// APIResult is the simulator's account of a processor scenario.
+type APIResult struct {
+	Budget int `json:"budget"`
+	Calls  int `json:"calls"`
+	// CallsPerSec is the mean rate between the first and the last call's
+	// arrival.
+	CallsPerSec float64 `json:"calls_per_sec"`
+	// BudgetRatio is CallsPerSec / Budget.
+	BudgetRatio float64 `json:"budget_ratio"`
+	// MaxPerSecond is the most calls in any trailing second.
+	MaxPerSecond int `json:"max_per_second"`
+	// FrequencyErrors counts calls refused for call frequency over the limit.
+	FrequencyErrors int `json:"frequency_errors"`
+	// ByCode counts calls by response error code (0 = success).
+	ByCode map[int]int `json:"by_code,omitempty"`
+	// PerSecond counts the calls that arrived in each wall-clock second
+	// from the simulator's start.
+	PerSecond []int `json:"per_second,omitempty"`
+	// ExtraPages is how many calls beyond one per distinct user the data
+	// requires (users with more accounts than fit one page).
+	ExtraPages int `json:"extra_pages"`
+	// IdealSeconds is (distinct users + extra pages) / budget: the least
+	// time the budget allows.
+	IdealSeconds float64 `json:"ideal_seconds"`
+}
+
+// Target is one goal of the issue checked against a report.
+type Target struct {
+	Name     string `json:"name"`
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+// result returns the successful result of the named scenario.
+func (rep *Report) result(name string) (Result, bool) {
+	for _, r := range rep.Results {
+		if r.Scenario.Name == name && r.Error == "" {
+			return r, true
+		}
+	}
+	return Result{}, false
+}
+
+// finish fills in ratios to the ceiling and checks the targets.
+func (rep *Report) finish() {
+	var ceiling Result // the fastest ceiling run
+	lowest := 0.0
+	for _, r := range rep.Results {
+		if r.Error != "" || r.Scenario.Workload != WorkloadCopy {
+			continue
+		}
+		if r.EventsPerSec > ceiling.EventsPerSec {
+			ceiling = r
+		}
+		if lowest == 0 || r.EventsPerSec < lowest {
+			lowest = r.EventsPerSec
+		}
+	}
+	rep.CeilingEventsPerSec = ceiling.EventsPerSec
+	if ceiling.EventsPerSec > 0 {
+		rep.CeilingSpread = 1 - lowest/ceiling.EventsPerSec
+		for i, r := range rep.Results {
+			if r.Error == "" && r.Scenario.Workload != WorkloadCopy {
+				rep.Results[i].CeilingRatio = r.EventsPerSec / ceiling.EventsPerSec
+			}
+		}
+	}
+	add := func(name, goal, measured string, met bool) {
+		rep.Targets = append(rep.Targets, Target{Name: name, Goal: goal, Measured: measured, Met: met})
+	}
+	if warm, ok := rep.result("warm"); ok && ceiling.EventsPerSec > 0 {
+		add("warm throughput", "≥ 80% of the ceiling's events/s", pct(warm.CeilingRatio), warm.CeilingRatio >= 0.8)
+	}
+	if warm, ok := rep.result("warm"); ok {
+		mib := float64(warm.PeakRSSBytes) / (1 << 20)
+		add("warm peak RSS", "≤ 256 MiB", fmt.Sprintf("%.0f MiB", mib), mib <= 256)
+	}
+	for _, name := range []string{"cold", "cold-1p"} {
+		if r, ok := rep.result(name); ok && r.API != nil {
+			a := r.API
+			add(name+" API rate", fmt.Sprintf("≥ 97%% of %d calls/s", a.Budget), fmt.Sprintf("%.1f calls/s (%s)", a.CallsPerSec, pct(a.BudgetRatio)), a.BudgetRatio >= 0.97)
+			add(name+" frequency errors", "0", strconv.Itoa(a.FrequencyErrors), a.FrequencyErrors == 0)
+			add(name+" max calls in a trailing second", fmt.Sprintf("≤ %d", a.Budget), strconv.Itoa(a.MaxPerSecond), a.MaxPerSecond <= a.Budget)
+		}
+	}
+	if r, ok := rep.result("skewed"); ok && r.API != nil && r.API.IdealSeconds > 0 {
+		over := r.Seconds/r.API.IdealSeconds - 1
+		add("skewed duration", fmt.Sprintf("within 10%% of %.1fs ((users + extra pages) / budget)", r.API.IdealSeconds),
+			fmt.Sprintf("%.1fs (%+.1f%%)", r.Seconds, 100*over), over <= 0.10)
+	}
+	for _, name := range []string{"warm", "cold"} {
+		one, ok1 := rep.result(name + "-1p")
+		eight, ok8 := rep.result(name)
+		if ok1 && ok8 && eight.EventsPerSec > 0 {
+			d := one.EventsPerSec/eight.EventsPerSec - 1
+			add(name+" one partition", fmt.Sprintf("within 5%% of %d partitions", eight.Scenario.Partitions),
+				fmt.Sprintf("%.0f vs %.0f events/s (%+.1f%%)", one.EventsPerSec, eight.EventsPerSec, 100*d), d >= -0.05)
+		}
+	}
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+
+// WriteJSON writes the report as indented JSON.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// WriteTable writes the report for people: the machine, a Markdown table of
+// the scenarios and the targets.
+func (rep *Report) WriteTable(w io.Writer) error {
+	m := rep.Machine
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s/%s, %d CPUs", m.OS, m.Arch, m.CPUs)
+	if m.CPUModel != "" {
+		fmt.Fprintf(&b, " (%s)", m.CPUModel)
+	}
+	if m.MemoryMiB > 0 {
+		fmt.Fprintf(&b, ", %d MiB RAM", m.MemoryMiB)
+	}
+	s := rep.Settings
+	fmt.Fprintf(&b, ", %s. Scale %g, budget %d calls/s, API latency %g ms ± %g ms, %s.\n\n",
+		m.Go, s.Scale, s.Rate, s.LatencyMS, s.JitterMS, rep.Started.Format(time.RFC3339))
+
+	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tcached events/s (share)\tout MiB/s\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
+	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	for _, r := range rep.Results {
+		sc := r.Scenario
+		if r.Error != "" {
+			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
+			continue
+		}
+		ratio, cached, calls, budget, maxPS, freq := "—", "—", "—", "—", "—", "—"
+		if r.CachedEventsPerSec > 0 {
+			cached = fmt.Sprintf("%.0f (%.0f%%)", r.CachedEventsPerSec, 100*r.CachedShare)
+		}
+		if r.CeilingRatio > 0 {
+			ratio = pct(r.CeilingRatio)
+		}
+		if a := r.API; a != nil {
+			calls, budget, maxPS, freq = fmt.Sprintf("%.1f", a.CallsPerSec), pct(a.BudgetRatio), strconv.Itoa(a.MaxPerSecond), strconv.Itoa(a.FrequencyErrors)
+		}
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t\n",
+			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, cached, r.OutputMBPerSec, calls, budget, maxPS, freq,
+			r.LatencyP50MS, r.LatencyP99MS, float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, r.Load1)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rep.CeilingSpread > 0 {
+		fmt.Fprintf(&b, "\nRatios are to the fastest ceiling run, %.0f events/s; the slowest was %.1f%% slower.\n", rep.CeilingEventsPerSec, 100*rep.CeilingSpread)
+	}
+	if len(rep.Targets) > 0 {
+		b.WriteString("\nTargets:\n")
+		for _, t := range rep.Targets {
+			mark := "missed"
+			if t.Met {
+				mark = "met"
+			}
+			fmt.Fprintf(&b, "- %s: %s — %s (%s)\n", t.Name, t.Goal, t.Measured, mark)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return s
+}
+
+// describeMachine reads what it can about this machine.
+func describeMachine() Machine {
+	m := Machine{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				m.MemoryMiB = kb >> 10
+			}
+		}
+	}
+	return m
+}
+
+// loadAverage is the one-minute load average, or 0 where unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	l, _ := strconv.ParseFloat(f[0], 64)
+	return l
+}
+
+// Failed counts the scenarios that could not be measured.
+func (rep *Report) Failed() int {
+	n := 0
+	for _, r := range rep.Results {
+		if r.Error != "" {
+			n++
+		}
+	}
+	return n
+}

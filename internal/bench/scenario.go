@@ -1,0 +1,144 @@
+// Package bench runs the end-to-end benchmark scenarios of the enricher: a
+// raw-copy ceiling and the processor under warm, cold, skewed and
+// one-partition workloads, each on a fresh in-process broker and, for the
+// processor, against the Tencent Chat simulator.
+//
+// Every scenario's workload (the raw copy or the processor) runs in a child
+// process of the calling binary, so CPU seconds and peak RSS belong to that
+// workload alone; the broker and the simulator stay in the parent, which
+// watches the output topics arrive. See Runner.
+package bench
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Workload names what a scenario's child process runs.
+type Workload string
+
+const (
+	// WorkloadCopy is the raw copy with kafka-go: consume the input topic
+	// and produce every record unchanged to the output topic.
+	WorkloadCopy Workload = "copy"
+	// WorkloadProcessor is the enrichment processor calling the simulator.
+	WorkloadProcessor Workload = "processor"
+)
+
+// Scenario is one measured run.
+type Scenario struct {
+	// Name identifies the scenario on the command line and in the report.
+	Name string `json:"name"`
+	// Workload is what runs against the preloaded input.
+	Workload Workload `json:"workload"`
+	// Events is the number of preloaded input events.
+	Events int `json:"events"`
+	// Users is the user population the events are drawn from. Zero means
+	// every event has a user of its own.
+	Users int `json:"users"`
+	// ZipfS is the Zipf exponent of the user draw (ignored when Users is 0).
+	ZipfS float64 `json:"zipf_s,omitempty"`
+	// Partitions is the partition count of the input, output and DLQ topics.
+	Partitions int `json:"partitions"`
+	// Seed makes the event sequence reproducible.
+	Seed uint64 `json:"seed"`
+}
+
+// Distinct reports whether every event has a distinct user.
+func (s Scenario) Distinct() bool { return s.Users == 0 }
+
+// Base scenario sizes, from the issue; Scenarios scales them.
+const (
+	warmEvents   = 1_000_000
+	warmUsers    = 2_000
+	coldEvents   = 6_000
+	skewedEvents = 200_000
+	skewedUsers  = 100_000
+	zipfS        = 1.1
+)
+
+// Scenarios returns every scenario at the given scale (1 = the sizes of the
+// issue: 1,000,000 warm events over 2,000 users, 6,000 cold events,
+// 200,000 skewed events over 100,000 users) with the given partition count
+// (8 in the issue). Scaling keeps the ratio of events to users, so a scaled
+// warm run is as warm as the full one. The one-partition scenarios always
+// use a single partition.
+func Scenarios(scale float64, partitions int) []Scenario {
+	n := func(base int) int { return max(1, int(math.Round(float64(base)*scale))) }
+	warm := Scenario{Name: "warm", Workload: WorkloadProcessor, Events: n(warmEvents), Users: n(warmUsers), ZipfS: zipfS, Partitions: partitions, Seed: 1}
+	cold := Scenario{Name: "cold", Workload: WorkloadProcessor, Events: n(coldEvents), Partitions: partitions, Seed: 2}
+	ceiling := warm
+	ceiling.Name, ceiling.Workload = "ceiling", WorkloadCopy
+	warm1, cold1 := warm, cold
+	warm1.Name, warm1.Partitions = "warm-1p", 1
+	cold1.Name, cold1.Partitions = "cold-1p", 1
+	return []Scenario{
+		ceiling,
+		warm,
+		cold,
+		{Name: "skewed", Workload: WorkloadProcessor, Events: n(skewedEvents), Users: n(skewedUsers), ZipfS: zipfS, Partitions: partitions, Seed: 3},
+		warm1,
+		cold1,
+	}
+}
+
+// groups are names that select several scenarios at once.
+var groups = map[string][]string{
+	"all":           {"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p"},
+	"one-partition": {"warm-1p", "cold-1p"},
+}
+
+// Select returns the scenarios named (or grouped: "all", "one-partition")
+// in names, in the order of all. When any processor scenario is selected,
+// the ceiling runs first and again last (as "ceiling-end"): ratios are taken
+// against the faster of the two, and their difference shows how much the
+// machine drifted during the run.
+func Select(all []Scenario, names []string) ([]Scenario, error) {
+	want := map[string]bool{}
+	for _, name := range names {
+		name = strings.TrimSpace(name)
+		if g, ok := groups[name]; ok {
+			for _, n := range g {
+				want[n] = true
+			}
+			continue
+		}
+		if !slices.ContainsFunc(all, func(s Scenario) bool { return s.Name == name }) {
+			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s, one-partition, all)", name, strings.Join(Names(all), ", "))
+		}
+		want[name] = true
+	}
+	var out []Scenario
+	var ceiling *Scenario
+	processors := false
+	for _, s := range all {
+		if s.Workload == WorkloadCopy {
+			ceiling = &s
+		} else {
+			processors = processors || want[s.Name]
+		}
+		if want[s.Name] || (s.Workload == WorkloadCopy && processors) {
+			out = append(out, s)
+		}
+	}
+	if processors && ceiling != nil {
+		if !slices.ContainsFunc(out, func(s Scenario) bool { return s.Workload == WorkloadCopy }) {
+			out = append([]Scenario{*ceiling}, out...)
+		}
+		end := *ceiling
+		end.Name = ceiling.Name + "-end"
+		out = append(out, end)
+	}
+	return out, nil
+}
+
+// Names lists the names of scenarios.
+func Names(scenarios []Scenario) []string {
+	names := make([]string, len(scenarios))
+	for i, s := range scenarios {
+		names[i] = s.Name
+	}
+	return names
+}
