@@ -75,7 +75,7 @@ func startCallers(ctx context.Context, wg *sync.WaitGroup, l *limiter, n int, lo
 // lowered rate at once, not the rate in force when they queued.
 func TestLimiterThrottleAppliesToQueuedCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := validConfig().withDefaults() // 200/s, safety 0.97: 193/s, cap 194
+		cfg := validConfig().withDefaults() // 200/s at the default safety share
 		l := newLimiter(cfg)
 		ctx, cancel := context.WithCancel(t.Context())
 		var wg sync.WaitGroup
@@ -151,8 +151,8 @@ func TestLimiterRecoversToConfiguredRate(t *testing.T) {
 		if got := l.current(); got != l.maxRate {
 			t.Errorf("rate after recovery %g, want %g", got, l.maxRate)
 		}
-		if got := l.capacity(); got != l.maxCap || l.maxCap != 194 {
-			t.Errorf("cap after recovery %d (full %d), want 194", got, l.maxCap)
+		if want := int(math.Floor(cfg.RateSafety * cfg.Rate)); l.capacity() != l.maxCap || l.maxCap != want {
+			t.Errorf("cap after recovery %d (full %d), want %d", l.capacity(), l.maxCap, want)
 		}
 		if after < int(l.maxRate)-1 || after > l.maxCap {
 			t.Errorf("%d calls admitted in a second after recovery, want %d..%d", after, int(l.maxRate)-1, l.maxCap)
@@ -273,11 +273,11 @@ func TestLimiterLowRates(t *testing.T) {
 		maxPerSec  int
 		minSpacing time.Duration
 	}{
-		{0.5, 1, spacing(0.97 * 0.5)},
-		{1, 1, spacing(0.97)},
-		{1.5, 1, spacing(0.97)},
-		{2, 1, spacing(0.97)},
-		{3, 2, spacing(0.97*3 - 1)},
+		{0.5, 1, spacing(DefaultRateSafety * 0.5)},
+		{1, 1, spacing(DefaultRateSafety)},
+		{1.5, 1, spacing(DefaultRateSafety)},
+		{2, 1, spacing(DefaultRateSafety)},
+		{3, 2, spacing(DefaultRateSafety*3 - 1)},
 	}
 	for _, tt := range tests {
 		t.Run(strconv.FormatFloat(tt.rate, 'g', -1, 64), func(t *testing.T) {
