@@ -49,7 +49,7 @@ const (
 	DefaultDrainTimeout            = 10 * time.Second
 	DefaultShutdownTimeout         = 30 * time.Second
 	DefaultPauseBackoff            = time.Second
-	DefaultBatchTimeout            = 5 * time.Millisecond
+	DefaultBatchTimeout            = 2 * time.Millisecond
 	DefaultBatchSize               = 500
 	DefaultFetchMaxWait            = 250 * time.Millisecond
 	DefaultRecordRetryDeadline     = 10 * time.Minute
@@ -139,7 +139,7 @@ type Config struct {
 	RecordRetryDeadline time.Duration
 
 	// BatchTimeout and BatchSize tune the output writer: a batch is sent when
-	// it holds BatchSize records or is BatchTimeout old. Defaults 5ms, 500.
+	// it holds BatchSize records or is BatchTimeout old. Defaults 2ms, 500.
 	BatchTimeout time.Duration
 	BatchSize    int
 	// FetchMaxWait bounds how long a fetch waits for new records. Default 250ms.

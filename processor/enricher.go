@@ -98,6 +98,12 @@ func (e *enricher) get(ctx context.Context, user string) (lookup, schemas.CacheR
 	}
 }
 
+// cached reports whether the user's enrichment is in the cache.
+func (e *enricher) cached(user string) bool {
+	_, ok := e.cache.GetIfPresent(user)
+	return ok
+}
+
 // close stops the cache's background work.
 func (e *enricher) close() { e.cache.StopAllGoroutines() }
 

@@ -225,12 +225,69 @@ func (p *Pipeline) newRecord(msg kafka.Message) *record {
 	return r
 }
 
-// process enriches and publishes r and reports whether it was published.
-// A record of a released claim or a failed pipeline is dropped: never
-// published.
-func (p *Pipeline) process(c *Claim, r *record) bool {
+// job is a record enriched (or dead-lettered) and ready to publish, with
+// its process span, open until the record is published or given up on.
+type job struct {
+	r        *record
+	ctx      context.Context
+	span     trace.Span
+	msg      kafka.Message
+	status   schemas.Status
+	class    ErrorClass
+	attempts int
+}
+
+// ready reports whether r can be published without waiting for the API:
+// it is dead-lettered for its decode error, or its user is cached.
+func (p *Pipeline) ready(r *record) bool {
+	return r.decodeErr != nil || (r.userID != "" && p.enr.cached(r.userID))
+}
+
+// processBatch enriches and publishes records of one key (in offset order)
+// and reports which were published. The records are enriched one after the
+// other, then written in as few calls as the writer allows, in order
+// (publish). A record whose write fails permanently is dead-lettered or
+// fails the pipeline on its own (finish) before the records after it are
+// written; once a record is given up on, the records after it are dropped
+// too, so that none is published ahead of it. A record of a released
+// claim or a failed pipeline is dropped: never published.
+func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
+	published := make([]bool, len(rs))
+	jobs := make([]*job, 0, len(rs))
+	idx := make([]int, 0, len(rs))
+	for i, r := range rs {
+		if j := p.prepare(c, r); j != nil {
+			jobs = append(jobs, j)
+			idx = append(idx, i)
+		}
+	}
+	for len(jobs) > 0 {
+		n, err := p.sendBatch(c.ctx, jobs)
+		for k := range n {
+			published[idx[k]] = p.finish(jobs[k], nil)
+		}
+		if err == nil {
+			break
+		}
+		ok := p.finish(jobs[n], err)
+		published[idx[n]] = ok
+		jobs, idx = jobs[n+1:], idx[n+1:]
+		if !ok {
+			for _, j := range jobs {
+				j.span.SetStatus(codes.Error, "not published: an earlier record of its key was not")
+				j.span.End()
+			}
+			break
+		}
+	}
+	return published
+}
+
+// prepare starts r's process span and enriches r, returning the message to
+// publish, or nil if r is dropped (its span then ended).
+func (p *Pipeline) prepare(c *Claim, r *record) *job {
 	if c.ctx.Err() != nil || p.Err() != nil {
-		return false
+		return nil
 	}
 	ctx := p.prop.Extract(c.ctx, (*HeaderCarrier)(&r.msg.Headers))
 	ctx, span := p.tracer.Start(ctx, "process "+r.msg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
@@ -244,59 +301,58 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 			semconv.MessagingConsumerGroupName(p.cfg.Group),
 			semconv.MessagingMessageBodySize(len(r.msg.Value)),
 		))
-	defer span.End()
 	if len(r.msg.Key) > 0 {
 		span.SetAttributes(semconv.MessagingKafkaMessageKey(string(r.msg.Key)))
 	}
-
-	var (
-		msg      kafka.Message
-		status   schemas.Status
-		class    ErrorClass
-		attempts = 1
-	)
+	j := &job{r: r, ctx: ctx, span: span, attempts: 1}
 	if r.decodeErr != nil {
-		class = r.decodeErr.Class
-		msg = p.dlqMessage(r, class, r.decodeErr.Detail, 1)
-	} else {
-		var (
-			l     lookup
-			cache schemas.CacheResult
-			err   error
-		)
-		l, cache, attempts, err = p.enrich(ctx, r)
-		var (
-			ee *enrichError
-			de *retryDeadlineError
-		)
-		switch {
-		case errors.As(err, &ee):
-			class = ClassEnrichment
-			msg = p.dlqMessage(r, class, ee.Error(), attempts)
-		case errors.As(err, &de):
-			class = ClassEnrichmentUnavailable
-			msg = p.dlqMessage(r, class, de.Error(), attempts)
-		case err != nil:
-			var fe *FatalError
-			if errors.As(err, &fe) {
-				p.fail(fe)
-			}
+		j.class = r.decodeErr.Class
+		j.msg = p.dlqMessage(r, j.class, r.decodeErr.Detail, 1)
+		return j
+	}
+	l, cache, attempts, err := p.enrich(ctx, r)
+	j.attempts = attempts
+	var (
+		ee *enrichError
+		de *retryDeadlineError
+	)
+	switch {
+	case errors.As(err, &ee):
+		j.class = ClassEnrichment
+		j.msg = p.dlqMessage(r, j.class, ee.Error(), attempts)
+	case errors.As(err, &de):
+		j.class = ClassEnrichmentUnavailable
+		j.msg = p.dlqMessage(r, j.class, de.Error(), attempts)
+	case err != nil:
+		var fe *FatalError
+		if errors.As(err, &fe) {
+			p.fail(fe)
+		}
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
+		return nil
+	default:
+		j.status = l.status
+		j.msg, err = p.outputMessage(r, l, cache)
+		if err != nil {
+			// The event passed the decoder, so it is one JSON value:
+			// encoding cannot fail. Keep the record unpublished.
 			span.SetStatus(codes.Error, err.Error())
-			return false
-		default:
-			status = l.status
-			msg, err = p.outputMessage(r, l, cache)
-			if err != nil {
-				// The event passed the decoder, so it is one JSON value:
-				// encoding cannot fail. Keep the record unpublished.
-				span.SetStatus(codes.Error, err.Error())
-				p.cfg.Logger.Error("encode failed", "topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", err)
-				return false
-			}
+			p.cfg.Logger.Error("encode failed", "topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", err)
+			span.End()
+			return nil
 		}
 	}
+	return j
+}
 
-	err := p.send(ctx, msg)
+// finish completes j given err, the result of writing j.msg: a record too
+// large for its topic is dead-lettered (or written without its value), a
+// permanent failure fails the pipeline. It records the metrics, ends j's
+// span and reports whether the record was published.
+func (p *Pipeline) finish(j *job, err error) bool {
+	defer j.span.End()
+	r, msg, class, span, ctx := j.r, j.msg, j.class, j.span, j.ctx
 	var we *writeError
 	if errors.As(err, &we) && we.tooLarge && class == "" {
 		// The enriched record cannot be written: dead-letter the input.
@@ -304,7 +360,7 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 			"offset", r.msg.Offset, "bytes", len(msg.Value), "max_record_bytes", p.cfg.MaxRecordBytes)
 		class = ClassOutputTooLarge
 		msg = p.dlqMessage(r, class, fmt.Sprintf("enriched record of %d bytes exceeds the record size limit (MaxRecordBytes %d): %v",
-			len(msg.Value), p.cfg.MaxRecordBytes, we.err), attempts)
+			len(msg.Value), p.cfg.MaxRecordBytes, we.err), j.attempts)
 		err = p.send(ctx, msg)
 	}
 	if errors.As(err, &we) && we.tooLarge && msg.Topic == p.cfg.DLQTopic && len(msg.Value) > 0 {
@@ -317,7 +373,7 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 	if class != "" {
 		span.SetAttributes(attrErrorClass.String(string(class)))
 	} else {
-		span.SetAttributes(attrStatus.String(string(status)))
+		span.SetAttributes(attrStatus.String(string(j.status)))
 	}
 	if err != nil {
 		if errors.As(err, &we) {
@@ -330,14 +386,14 @@ func (p *Pipeline) process(c *Claim, r *record) bool {
 	if class != "" {
 		p.met.recordDLQ(ctx, class, r.msg.Time, r.fetched, now)
 	} else {
-		p.met.recordOut(ctx, status, r.msg.Time, r.fetched, now)
+		p.met.recordOut(ctx, j.status, r.msg.Time, r.fetched, now)
 	}
 	return true
 }
 
-// send publishes msg in a producer span, with the trace context injected
-// into its headers.
-func (p *Pipeline) send(ctx context.Context, msg kafka.Message) error {
+// startSend starts msg's producer span and injects its trace context into
+// a copy of msg's headers.
+func (p *Pipeline) startSend(ctx context.Context, msg kafka.Message) (kafka.Message, trace.Span) {
 	pctx, pspan := p.tracer.Start(ctx, "send "+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			semconv.MessagingSystemKafka,
@@ -347,14 +403,39 @@ func (p *Pipeline) send(ctx context.Context, msg kafka.Message) error {
 			semconv.MessagingKafkaMessageKey(string(msg.Key)),
 			semconv.MessagingMessageBodySize(len(msg.Value)),
 		))
-	defer pspan.End()
 	msg.Headers = append([]kafka.Header(nil), msg.Headers...)
 	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
-	err := p.publish(pctx, msg)
+	return msg, pspan
+}
+
+// send publishes msg alone, in a producer span.
+func (p *Pipeline) send(ctx context.Context, msg kafka.Message) error {
+	msg, pspan := p.startSend(ctx, msg)
+	defer pspan.End()
+	_, err := p.publish(ctx, []kafka.Message{msg})
 	if err != nil {
 		pspan.SetStatus(codes.Error, err.Error())
 	}
 	return err
+}
+
+// sendBatch publishes the messages of jobs in order, each in its own
+// producer span, and returns publish's result: how many leading messages
+// were acknowledged and the error of the first one that was not.
+func (p *Pipeline) sendBatch(ctx context.Context, jobs []*job) (int, error) {
+	msgs := make([]kafka.Message, len(jobs))
+	spans := make([]trace.Span, len(jobs))
+	for i, j := range jobs {
+		msgs[i], spans[i] = p.startSend(j.ctx, j.msg)
+	}
+	n, err := p.publish(ctx, msgs)
+	for i, s := range spans {
+		if i == n && err != nil {
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
+	return n, err
 }
 
 // enrich looks the user up, retrying while the API is unavailable. It

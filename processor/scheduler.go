@@ -130,21 +130,31 @@ func (c *Claim) Skip(ctx context.Context, offset int64) error {
 }
 
 // run processes r, then the records queued behind it under the same key.
+// Each round takes the head of the key's queue together with the records
+// queued behind it that are ready to publish without an API lookup
+// (Pipeline.ready), up to Config.BatchSize, and publishes them in one
+// write: a key's chain advances by a batch per acknowledgement rather than
+// a record per acknowledgement. A key has at most one round running, so
+// its records are never written concurrently with each other.
 func (c *Claim) run(r *record) {
-	for r != nil {
-		published := c.p.process(c, r)
-		<-c.p.global
-		if published {
-			// A partition slot is held until the watermark passes the
-			// record, so the records a crash would duplicate (published,
-			// not committed) stay within the per-partition limit.
-			n, _ := c.wm.done(r.msg.Offset)
-			for range n {
-				<-c.sem
+	batch := []*record{r}
+	for {
+		published := c.p.processBatch(c, batch)
+		for i, r := range batch {
+			<-c.p.global
+			if published[i] {
+				// A partition slot is held until the watermark passes the
+				// record, so the records a crash would duplicate
+				// (published, not committed) stay within the
+				// per-partition limit.
+				n, _ := c.wm.done(r.msg.Offset)
+				for range n {
+					<-c.sem
+				}
 			}
+			c.p.met.recordDone(c.ctx)
+			c.wg.Done()
 		}
-		c.p.met.recordDone(c.ctx)
-		c.wg.Done()
 		if r.key == "" {
 			return
 		}
@@ -155,9 +165,14 @@ func (c *Claim) run(r *record) {
 			c.mu.Unlock()
 			return
 		}
-		r = ch.queue[0]
-		ch.queue[0] = nil
-		ch.queue = ch.queue[1:]
+		limit := max(c.p.cfg.BatchSize, 1)
+		n := 1
+		for n < len(ch.queue) && n < limit && c.p.ready(ch.queue[n]) {
+			n++
+		}
+		batch = append(batch[:0], ch.queue[:n]...)
+		clear(ch.queue[:n])
+		ch.queue = ch.queue[n:]
 		c.mu.Unlock()
 	}
 }

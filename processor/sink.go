@@ -94,33 +94,83 @@ func (p *Pipeline) classifyWrite(err error, attempt int) (permanent, tooLarge bo
 	return false, false
 }
 
-// publish writes msg, retrying transient failures with backoff until it is
-// acknowledged or ctx ends; a record is not given up on for a transient
-// failure, as its offset must not be committed before it is published. A
-// permanent failure returns a *writeError.
-func (p *Pipeline) publish(ctx context.Context, msg kafka.Message) error {
+// publish writes msgs in one call per attempt, retrying transient failures
+// with backoff until every message is acknowledged or ctx ends; a record is
+// not given up on for a transient failure, as its offset must not be
+// committed before it is published. It returns how many leading messages
+// were acknowledged and, if not all were, the error of the first one that
+// was not: ctx's error, or a *writeError for a permanent failure.
+//
+// kafka-go reports one error per message (kafka.WriteErrors). A retry
+// writes again from the first failed message onward, in order, including
+// later messages that were acknowledged: those are duplicated, but a
+// message is never written after a later one of the same call (callers
+// pass the records of one key in offset order, so reordering would break
+// the key's order, while duplicates are within at-least-once). An error
+// of the whole call that cannot be attributed to one message (such as a
+// kafka.MessageTooLargeError, which writes nothing) is, when permanent,
+// attributed by bisection: the rest of the call is written in halves
+// until one message alone fails.
+func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) (int, error) {
 	backoff := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := p.out.WriteMessages(ctx, msg)
+	done, attempt, limit := 0, 1, len(msgs)
+	for done < len(msgs) {
+		batch := msgs[done:]
+		batch = batch[:min(len(batch), limit)]
+		err := p.out.WriteMessages(ctx, batch...)
 		if err == nil {
-			return nil
+			done += len(batch)
+			attempt, backoff = 1, 50*time.Millisecond
+			continue
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return done, ctx.Err()
 		}
-		if permanent, tooLarge := p.classifyWrite(err, attempt); permanent {
-			return &writeError{tooLarge: tooLarge, err: fmt.Errorf("write to %s: %w", msg.Topic, err)}
+		failed, ferr := firstFailure(err, len(batch))
+		if failed < 0 {
+			if permanent, _ := p.classifyWrite(ferr, attempt); permanent && len(batch) > 1 {
+				limit = len(batch) / 2
+				continue
+			}
+			failed = 0
 		}
-		p.cfg.Logger.Warn("publish failed, retrying", "topic", msg.Topic, "error", err, "backoff", backoff)
+		if failed > 0 {
+			// Progress: the messages before the first failure are
+			// acknowledged; the failure is counted afresh.
+			done += failed
+			attempt, backoff = 1, 50*time.Millisecond
+		}
+		if permanent, tooLarge := p.classifyWrite(ferr, attempt); permanent {
+			return done, &writeError{tooLarge: tooLarge, err: fmt.Errorf("write to %s: %w", msgs[done].Topic, ferr)}
+		}
+		p.cfg.Logger.Warn("publish failed, retrying", "topic", msgs[done].Topic, "error", ferr, "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return done, ctx.Err()
 		case <-t.C:
 		}
 		backoff = min(2*backoff, 5*time.Second)
+		attempt++
 	}
+	return done, nil
+}
+
+// firstFailure returns the index of the first message of an n-message
+// write that err reports as failed, and that message's error; the index is
+// -1 when err is not a per-message kafka.WriteErrors of the call.
+func firstFailure(err error, n int) (int, error) {
+	var we kafka.WriteErrors
+	if !errors.As(err, &we) || len(we) != n {
+		return -1, err
+	}
+	for i, e := range we {
+		if e != nil {
+			return i, e
+		}
+	}
+	return -1, err
 }
 
 // writeFatal is the *FatalError of a permanent write failure to topic.

@@ -342,7 +342,10 @@ func TestRunScaleOut(t *testing.T) {
 	if s.MaxPerSecond > 200 {
 		t.Errorf("the API saw %d calls in one second; the instances' budgets sum to 200", s.MaxPerSecond)
 	}
-	if s.Total < st.valid/2 {
+	// With a one-entry cache nearly every user change is a lookup; the
+	// records of a user queued behind its lookup share the cached entry
+	// (they are published together), so calls are fewer than events.
+	if s.Total < st.valid/4 {
 		t.Errorf("only %d API calls for %d events with a one-entry cache: the test does not load the API", s.Total, st.valid)
 	}
 	for i := range logs {
