@@ -226,6 +226,24 @@ func (r *Replay) Plan(ctx context.Context) (ReplayProgress, error) {
 	return r.Progress(), nil
 }
 
+// MissingTopicError is returned by Replay.Plan for a topic that does not
+// exist: the input topic, or an output or DLQ topic while
+// Config.AutoCreateTopics is off. It is a configuration error (Is ErrConfig).
+type MissingTopicError struct {
+	Topic string
+	Input bool // the input topic, which AutoCreateTopics does not create
+}
+
+func (e *MissingTopicError) Error() string {
+	if e.Input {
+		return fmt.Sprintf("%v: input topic %q does not exist", ErrConfig, e.Topic)
+	}
+	return fmt.Sprintf("%v: topic %q does not exist (create it, or allow AutoCreateTopics)", ErrConfig, e.Topic)
+}
+
+// Is reports ErrConfig.
+func (e *MissingTopicError) Is(target error) bool { return target == ErrConfig }
+
 func (r *Replay) plan(ctx context.Context) error {
 	topic := r.cfg.InputTopic
 	topics := []string{topic}
@@ -240,7 +258,7 @@ func (r *Replay) plan(ctx context.Context) error {
 	for _, t := range md.Topics {
 		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
 			// Without the output topics, publishing would retry forever.
-			return fmt.Errorf("%w: topic %q does not exist (create it, or allow AutoCreateTopics)", ErrConfig, t.Name)
+			return &MissingTopicError{Topic: t.Name, Input: t.Name == topic}
 		}
 		if t.Error != nil {
 			return fmt.Errorf("replay: topic %q: %w", t.Name, t.Error)

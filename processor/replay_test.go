@@ -526,8 +526,10 @@ func TestReplayConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Plan(context.Background()); !errors.Is(err, ErrConfig) {
-			t.Fatalf("Plan = %v, want ErrConfig", err)
+		_, err = r.Plan(context.Background())
+		var missing *MissingTopicError
+		if !errors.Is(err, ErrConfig) || !errors.As(err, &missing) || missing.Topic != "no-such-topic" || missing.Input {
+			t.Fatalf("Plan = %v, want a MissingTopicError for the output topic", err)
 		}
 	})
 	t.Run("missing input topic", func(t *testing.T) {
@@ -537,8 +539,10 @@ func TestReplayConfig(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := r.Plan(context.Background()); !errors.Is(err, ErrConfig) {
-			t.Fatalf("Plan = %v, want ErrConfig", err)
+		_, err = r.Plan(context.Background())
+		var missing *MissingTopicError
+		if !errors.Is(err, ErrConfig) || !errors.As(err, &missing) || missing.Topic != "no-such-input" || !missing.Input {
+			t.Fatalf("Plan = %v, want a MissingTopicError for the input topic", err)
 		}
 	})
 	t.Run("group of a live processor", func(t *testing.T) {

@@ -223,7 +223,13 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	start := time.Now()
 	plan, err := replay.Plan(ctx)
 	if err != nil {
-		if errors.Is(err, processor.ErrConfig) {
+		var missing *processor.MissingTopicError
+		switch {
+		case errors.As(err, &missing) && missing.Input:
+			return flagError(cmd, "input-topic", "names topic %q, which does not exist", missing.Topic)
+		case errors.As(err, &missing):
+			return usageError{fmt.Errorf("topic %q does not exist: create it, or pass %s", missing.Topic, flagRef(cmd, "auto-create-topics"))}
+		case errors.Is(err, processor.ErrConfig):
 			return badConfig("%w", err)
 		}
 		return err

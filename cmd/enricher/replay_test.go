@@ -237,6 +237,8 @@ func TestReplayCommandErrors(t *testing.T) {
 		{name: "bad progress", args: []string{"--progress", "fancy"}, code: 2, setting: "--progress"},
 		{name: "api rate above the budget", args: []string{"--api-rate", "500"}, code: 2, setting: "--api-rate"},
 		{name: "same topics", args: []string{"--output-topic", "user-events"}, code: 2, setting: "--output-topic"},
+		{name: "missing input topic", args: []string{"--input-topic", "no-such-input"}, code: 2, setting: "--input-topic"},
+		{name: "missing output topic", args: []string{"--output-topic", "no-such-output"}, code: 2, setting: "--auto-create-topics"},
 		{name: "wrong key", env: map[string]string{envSecretKey: "wrong-key-sentinel-0b7d"}, code: 1, setting: "SecretKey"},
 	}
 	for _, tt := range tests {
