@@ -30,16 +30,7 @@ type replayStack struct {
 
 func newReplayStack(t *testing.T, n int) *replayStack {
 	t.Helper()
-	b, err := devkafka.Start(devkafka.Config{Partitions: 2, Topics: []string{defaultInputTopic, defaultReplayOutputTopic, defaultReplayDLQTopic}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	sim, err := simulator.NewServer(simulator.Config{SDKAppID: 1400000001, Admin: "administrator", SecretKey: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
+	b, sim := startBrokerAndSimulator(t, 2, defaultInputTopic, defaultReplayOutputTopic, defaultReplayDLQTopic)
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
 		msgs[i] = kafka.Message{

@@ -40,18 +40,26 @@ type runStack struct {
 	invalid int
 }
 
-func newRunStack(t *testing.T, events, users int) *runStack {
+// startBrokerAndSimulator starts an embedded broker with the topics and a
+// simulator with the test credentials; both stop when the test ends.
+func startBrokerAndSimulator(t *testing.T, partitions int, topics ...string) (*devkafka.Broker, *simulator.Server) {
 	t.Helper()
-	b, err := devkafka.Start(devkafka.Config{Partitions: 3, Topics: []string{defaultInputTopic, defaultOutputTopic, defaultDLQTopic}})
+	b, err := devkafka.Start(devkafka.Config{Partitions: partitions, Topics: topics})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	sim, err := simulator.NewServer(simulator.Config{SDKAppID: 1400000001, Admin: "administrator", SecretKey: testSecret})
+	sim, err := simulator.NewServer(simulator.Config{SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
+	return b, sim
+}
+
+func newRunStack(t *testing.T, events, users int) *runStack {
+	t.Helper()
+	b, sim := startBrokerAndSimulator(t, 3, defaultInputTopic, defaultOutputTopic, defaultDLQTopic)
 
 	g, err := eventgen.New(eventgen.Config{Seed: 4, Users: users, MalformedShare: 0.1, Rate: 1e5, Count: events, UserID: simulator.UserID})
 	if err != nil {
