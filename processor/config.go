@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -60,7 +61,7 @@ const (
 )
 
 // Config configures a Processor (and a Pipeline). The zero value of every
-// optional field selects the documented default; Validate reports the first
+// optional field selects the documented default; Validate reports every
 // missing or invalid setting.
 type Config struct {
 	// Brokers are the bootstrap addresses (host:port). Required.
@@ -179,84 +180,90 @@ type Config struct {
 	Now func() time.Time
 }
 
-// minRecordBytes is the smallest MaxRecordBytes accepted: room for a
+// MinRecordBytes is the smallest MaxRecordBytes accepted: room for a
 // dead-letter record's headers.
-const minRecordBytes = 16 << 10
+const MinRecordBytes = 16 << 10
 
-// ErrConfig is wrapped by every Validate error.
+// ErrConfig is matched (errors.Is) by every configuration error.
 var ErrConfig = errors.New("processor: invalid config")
 
-// Validate reports the first missing or invalid setting.
+// Validate reports every missing or invalid setting as a *ConfigError,
+// joined in field order (errors.As finds the first).
 func (c Config) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	var errs []error
+	bad := func(field string, value any, reason string) {
+		errs = append(errs, &ConfigError{Field: field, Value: value, Reason: reason})
 	}
-	switch {
-	case len(c.Brokers) == 0:
-		return bad("Brokers is empty")
-	case c.InputTopic == "":
-		return bad("InputTopic is empty")
-	case c.OutputTopic == "":
-		return bad("OutputTopic is empty")
-	case c.DLQTopic == "":
-		return bad("DLQTopic is empty")
-	case c.Group == "":
-		return bad("Group is empty")
-	case c.InputTopic == c.OutputTopic || c.InputTopic == c.DLQTopic:
-		return bad("InputTopic %q must differ from OutputTopic and DLQTopic", c.InputTopic)
-	}
-	for _, b := range c.Brokers {
-		if b == "" {
-			return bad("Brokers has an empty address")
+	for _, f := range []struct{ name, v string }{
+		{"InputTopic", c.InputTopic}, {"OutputTopic", c.OutputTopic}, {"DLQTopic", c.DLQTopic}, {"Group", c.Group},
+	} {
+		if f.v == "" {
+			bad(f.name, f.v, "must not be empty")
 		}
+	}
+	if len(c.Brokers) == 0 {
+		bad("Brokers", c.Brokers, "must name at least one broker")
+	} else if slices.Contains(c.Brokers, "") {
+		bad("Brokers", c.Brokers, "has an empty address")
+	}
+	if c.InputTopic != "" && (c.InputTopic == c.OutputTopic || c.InputTopic == c.DLQTopic) {
+		bad("InputTopic", c.InputTopic, "must differ from OutputTopic and DLQTopic")
 	}
 	switch c.StartOffset {
 	case "", StartEarliest, StartLatest:
 	default:
-		return bad("StartOffset %q: want %q or %q", c.StartOffset, StartEarliest, StartLatest)
+		bad("StartOffset", c.StartOffset, fmt.Sprintf("must be %s or %s", StartEarliest, StartLatest))
 	}
 	switch c.OrderBy {
 	case "", OrderByKafkaKey, OrderByUser:
 	default:
-		return bad("OrderBy %q: want %q or %q", c.OrderBy, OrderByKafkaKey, OrderByUser)
+		bad("OrderBy", c.OrderBy, fmt.Sprintf("must be %s or %s", OrderByKafkaKey, OrderByUser))
 	}
 	if c.UserIDPointer != "" {
 		if _, err := newDecoder(c.UserIDPointer, 1); err != nil {
-			return bad("UserIDPointer: %v", err)
+			bad("UserIDPointer", c.UserIDPointer, "must be a JSON pointer (RFC 6901) to a member, such as /user_id")
 		}
 	}
-	for name, v := range map[string]int{
-		"MaxInFlight": c.MaxInFlight, "MaxInFlightPerPartition": c.MaxInFlightPerPartition,
-		"MaxEventBytes": c.MaxEventBytes, "CacheSize": c.CacheSize, "BatchSize": c.BatchSize,
-		"MaxRecordBytes": c.MaxRecordBytes,
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxInFlight", c.MaxInFlight}, {"MaxInFlightPerPartition", c.MaxInFlightPerPartition},
+		{"MaxEventBytes", c.MaxEventBytes}, {"CacheSize", c.CacheSize}, {"BatchSize", c.BatchSize},
 	} {
-		if v < 0 {
-			return bad("%s %d is negative", name, v)
-		}
-	}
-	for name, v := range map[string]time.Duration{
-		"CacheTTL": c.CacheTTL, "NegativeCacheTTL": c.NegativeCacheTTL, "CommitInterval": c.CommitInterval,
-		"DrainTimeout": c.DrainTimeout, "ShutdownTimeout": c.ShutdownTimeout, "UnavailableAfter": c.UnavailableAfter,
-		"PauseBackoff": c.PauseBackoff, "BatchTimeout": c.BatchTimeout, "FetchMaxWait": c.FetchMaxWait,
-		"SessionTimeout": c.SessionTimeout, "RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
-		"RecordRetryDeadline": c.RecordRetryDeadline,
-	} {
-		if v < 0 {
-			return bad("%s %s is negative", name, v)
+		if f.v < 0 {
+			bad(f.name, f.v, "must be at least 1")
 		}
 	}
 	if c.MaxInFlight > 0 && c.MaxInFlightPerPartition > c.MaxInFlight {
-		return bad("MaxInFlightPerPartition %d exceeds MaxInFlight %d", c.MaxInFlightPerPartition, c.MaxInFlight)
+		errs = append(errs, &ConfigError{Field: "MaxInFlightPerPartition", Value: c.MaxInFlightPerPartition,
+			Reason: "must be at most", Other: "MaxInFlight", OtherValue: c.MaxInFlight})
 	}
-	if c.MaxRecordBytes > 0 && c.MaxRecordBytes < minRecordBytes {
-		return bad("MaxRecordBytes %d is below %d", c.MaxRecordBytes, minRecordBytes)
+	if c.MaxRecordBytes < 0 || (c.MaxRecordBytes > 0 && c.MaxRecordBytes < MinRecordBytes) {
+		bad("MaxRecordBytes", c.MaxRecordBytes, fmt.Sprintf("must be at least %d (16 KiB)", MinRecordBytes))
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CommitInterval", c.CommitInterval},
+		{"DrainTimeout", c.DrainTimeout}, {"ShutdownTimeout", c.ShutdownTimeout}, {"UnavailableAfter", c.UnavailableAfter},
+		{"PauseBackoff", c.PauseBackoff}, {"RecordRetryDeadline", c.RecordRetryDeadline},
+		{"BatchTimeout", c.BatchTimeout}, {"FetchMaxWait", c.FetchMaxWait},
+		{"SessionTimeout", c.SessionTimeout}, {"RebalanceTimeout", c.RebalanceTimeout}, {"HeartbeatInterval", c.HeartbeatInterval},
+	} {
+		if f.v < 0 {
+			bad(f.name, f.v, "must not be negative")
+		}
 	}
 	if c.DrainTimeout > 0 {
 		if rt := cmp.Or(c.RebalanceTimeout, DefaultRebalanceTimeout); c.DrainTimeout >= rt {
-			return bad("DrainTimeout %s must be shorter than RebalanceTimeout %s: a member that drains longer is dropped from the group and its final commit rejected", c.DrainTimeout, rt)
+			errs = append(errs, &ConfigError{Field: "DrainTimeout", Value: c.DrainTimeout,
+				Reason: "must be shorter than (a member that drains longer is dropped from the group and its final commit rejected)",
+				Other:  "RebalanceTimeout", OtherValue: rt})
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // withDefaults returns c with every zero optional field set to its default.

@@ -2,13 +2,45 @@ package processor
 
 import (
 	"bytes"
+	"time"
+
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/segmentio/kafka-go"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 )
+
+// This file is the decode stage: a fetched record becomes a record with
+// its user id and ordering key, or a DecodeError for the DLQ.
+
+// record is one input record moving through the pipeline.
+type record struct {
+	msg       kafka.Message
+	fetched   time.Time
+	userID    string
+	decodeErr *DecodeError
+	key       string // ordering key; "" orders against nothing
+}
+
+// newRecord decodes msg and picks its ordering key.
+func (p *Pipeline) newRecord(msg kafka.Message) *record {
+	r := &record{msg: msg, fetched: time.Now()}
+	id, err := p.dec.decode(msg.Value)
+	if err != nil {
+		errors.As(err, &r.decodeErr)
+	}
+	r.userID = id
+	switch {
+	case p.cfg.OrderBy == OrderByKafkaKey && len(msg.Key) > 0:
+		r.key = "k" + string(msg.Key)
+	case id != "":
+		r.key = "u" + id
+	}
+	return r
+}
 
 // ErrorClass names why an input record was sent to the dead-letter topic. It
 // is the value of the HeaderErrorClass header.

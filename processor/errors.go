@@ -6,6 +6,32 @@ import (
 	"time"
 )
 
+// ConfigError is one invalid Config field. Config.Validate joins one per
+// problem, in field order; errors.As finds the first. It matches ErrConfig.
+type ConfigError struct {
+	Field  string // the Config field, such as "MaxInFlight"
+	Value  any    // the value rejected
+	Reason string // what the value must be, continuing the field's name: "must be at least 1"
+	// Other, when set, is a second field the rule compares with; Reason
+	// then ends before it ("must be at most") and OtherValue is its value.
+	Other      string
+	OtherValue any
+}
+
+func (e *ConfigError) Error() string {
+	s := fmt.Sprintf("%v: %s %v %s", ErrConfig, e.Field, e.Value, e.Reason)
+	if e.Value == nil || e.Value == "" {
+		s = fmt.Sprintf("%v: %s %s", ErrConfig, e.Field, e.Reason)
+	}
+	if e.Other != "" {
+		s += fmt.Sprintf(" %s (%v)", e.Other, e.OtherValue)
+	}
+	return s
+}
+
+// Is reports ErrConfig.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
 // FatalError stops the processor: the API gave an answer that every call
 // would repeat (bad credentials, missing permission, service not enabled).
 // Run returns it after committing what was published; the record that got

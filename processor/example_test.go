@@ -45,70 +45,11 @@ func Example() {
 	}
 }
 
-// sliceSource is a bounded Source: it submits fixed records of one
-// partition, drains, and returns. A replay source reads its records from
-// Kafka between offsets fixed at start instead.
-type sliceSource struct {
-	topic     string
-	partition int
-	records   []kafka.Message
-}
-
-func (s sliceSource) Run(ctx context.Context, p *processor.Pipeline) error {
-	c := p.Claim(s.topic, s.partition)
-	defer c.Release()
-	for _, m := range s.records {
-		select {
-		case <-p.Failed():
-			return nil // RunSource returns the *FatalError
-		default:
-		}
-		if err := c.Submit(ctx, m); err != nil {
-			return err
-		}
-	}
-	if err := c.Drain(ctx); err != nil {
-		return err
-	}
-	if off, ok := c.Committable(); ok {
-		fmt.Println("published up to offset", off) // a replay could record this
-	}
-	return nil
-}
-
 // fakeAPI answers every user with one official account.
 type fakeAPI struct{}
 
 func (fakeAPI) GetAll(ctx context.Context, user string) (*client.Subscriptions, error) {
 	return &client.Subscriptions{Accounts: []client.OfficialAccount{{OfficialAccount: "@TOA#_news"}}, TotalCount: 1, Pages: 1}, nil
-}
-
-// A bounded source runs through the same pipeline as the consumer group.
-func ExampleProcessor_RunSource() {
-	broker, err := devkafka.Start(devkafka.Config{Partitions: 1, Topics: []string{"user-events", "user-events-replayed", "user-events-dlq"}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer broker.Close()
-	p, err := processor.New(processor.Config{
-		Brokers:    []string{broker.Addr()},
-		InputTopic: "user-events", OutputTopic: "user-events-replayed", DLQTopic: "user-events-dlq",
-		Group: "enricher-replay", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, fakeAPI{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	src := sliceSource{topic: "user-events", records: []kafka.Message{
-		{Topic: "user-events", Offset: 0, Value: []byte(`{"user_id":"user-1"}`)},
-		{Topic: "user-events", Offset: 1, Value: []byte(`not json`)},
-	}}
-	if err := p.RunSource(context.Background(), src); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println(p.Stats().Out, "enriched,", p.Stats().DLQ, "dead-lettered")
-	// Output:
-	// published up to offset 2
-	// 1 enriched, 1 dead-lettered
 }
 
 // A replay of a time range: a bounded Source with its own checkpoint group,
@@ -141,11 +82,11 @@ func ExampleReplay() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	p, err := processor.New(cfg, fakeAPI{})
+	p, err := processor.NewPipeline(cfg, fakeAPI{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := p.RunSource(context.Background(), replay); err != nil {
+	if err := p.Run(context.Background(), replay); err != nil {
 		log.Fatal(err)
 	}
 	pr := replay.Progress()

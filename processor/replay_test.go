@@ -117,7 +117,7 @@ func startReplay(t testing.TB, cfg Config, rng ReplayRange, p *Processor) *repla
 	run := &replayRun{r: r, p: p, cancel: cancel, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		defer close(run.done)
-		run.err = p.RunSource(ctx, r)
+		run.err = p.pipe.Run(ctx, r)
 	}()
 	return run
 }
@@ -258,7 +258,7 @@ func TestReplayLiveTopicEnds(t *testing.T) {
 	p := newFakeProcessor(t, cfg, okLookup(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := p.RunSource(ctx, r); err != nil {
+	if err := p.pipe.Run(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	close(stop)

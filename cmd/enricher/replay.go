@@ -210,11 +210,11 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	if err != nil {
 		return processorConfigError(cmd, s.Pipeline, err)
 	}
-	proc, err := processor.New(cfg, api)
+	pipe, err := processor.NewPipeline(cfg, api)
 	if err != nil {
 		return processorConfigError(cmd, s.Pipeline, err)
 	}
-	defer proc.Close()
+	defer pipe.Close()
 
 	log.Info("replay starting", slog.String("version", version),
 		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
@@ -239,10 +239,10 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 
 	stopProgress := startProgress(s, stderr, log, replay, plan)
-	err = proc.RunSource(ctx, replay)
+	err = pipe.Run(ctx, replay)
 	stopProgress()
 	pr := replay.Progress()
-	printSummary(cmd.Root().Writer, s, plan, pr, proc.Stats(), time.Since(start))
+	printSummary(cmd.Root().Writer, s, plan, pr, pipe.Stats(), time.Since(start))
 	switch {
 	case err != nil:
 		return err

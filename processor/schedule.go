@@ -4,19 +4,15 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/codes"
 )
 
-// record is one input record moving through the pipeline.
-type record struct {
-	msg       kafka.Message
-	fetched   time.Time
-	userID    string
-	decodeErr *DecodeError
-	key       string // ordering key; "" orders against nothing
-}
+// This file is the schedule stage: a partition's Claim orders its records
+// per key, bounds the records in flight, and runs each key's records one
+// after the other through enrich (enrich.go), encode (encode.go) and
+// publish (publish.go), then moves the watermark (commit.go).
 
 // chain is the queue of records of one key waiting behind the running one.
 type chain struct{ queue []*record }
@@ -54,6 +50,31 @@ type Claim struct {
 // Topic and Partition identify the claimed partition.
 func (c *Claim) Topic() string  { return c.topic }
 func (c *Claim) Partition() int { return c.partition }
+
+// Claim starts processing a partition. The caller owns the Claim until it
+// calls Release.
+func (p *Pipeline) Claim(topic string, partition int) *Claim {
+	ctx, cancel := context.WithCancel(p.base)
+	c := &Claim{
+		p: p, topic: topic, partition: partition,
+		wm:     newWatermark(),
+		sem:    make(chan struct{}, p.cfg.MaxInFlightPerPartition),
+		ctx:    ctx,
+		cancel: cancel,
+		chains: map[string]*chain{},
+	}
+	c.committed.Store(-1)
+	p.mu.Lock()
+	p.claims[c] = struct{}{}
+	p.mu.Unlock()
+	return c
+}
+
+func (p *Pipeline) unregister(c *Claim) {
+	p.mu.Lock()
+	delete(p.claims, c)
+	p.mu.Unlock()
+}
 
 // Submit admits one fetched record. It blocks while the in-flight limits are
 // reached or while fetching is paused because the API is unavailable
@@ -232,120 +253,48 @@ func (c *Claim) stats() PartitionStats {
 	return ps
 }
 
-// minProbeUsers is how many distinct users' records a paused pipeline keeps
-// in enrichment: they are the probes that find the API back, so one user
-// the API keeps failing for cannot be the only probe.
-const minProbeUsers = 4
-
-// probeSet counts the records being enriched per user. Safe for concurrent
-// use.
-type probeSet struct {
-	mu sync.Mutex
-	n  map[string]int
+// ready reports whether r can be published without waiting for the API:
+// it is dead-lettered for its decode error, or its user is cached.
+func (p *Pipeline) ready(r *record) bool {
+	return r.decodeErr != nil || (r.userID != "" && p.enr.cached(r.userID))
 }
 
-func (s *probeSet) enter(user string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n == nil {
-		s.n = map[string]int{}
+// processBatch enriches and publishes records of one key (in offset order)
+// and reports which were published. The records are enriched one after the
+// other, then written in as few calls as the writer allows, in order
+// (publish). A record whose write fails permanently is dead-lettered or
+// fails the pipeline on its own (finish) before the records after it are
+// written; once a record is given up on, the records after it are dropped
+// too, so that none is published ahead of it. A record of a released
+// claim or a failed pipeline is dropped: never published.
+func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
+	published := make([]bool, len(rs))
+	jobs := make([]*job, 0, len(rs))
+	idx := make([]int, 0, len(rs))
+	for i, r := range rs {
+		if j := p.prepare(c, r); j != nil {
+			jobs = append(jobs, j)
+			idx = append(idx, i)
+		}
 	}
-	s.n[user]++
-}
-
-func (s *probeSet) leave(user string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.n[user]--; s.n[user] <= 0 {
-		delete(s.n, user)
-	}
-}
-
-// users returns the number of distinct users being enriched.
-func (s *probeSet) users() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.n)
-}
-
-// pauseGate pauses fetching while the API as a whole is unavailable. In
-// hold mode (no UnavailableAfter) the pause lasts until an API call
-// succeeds again; meanwhile the waiting records are the probes, and while
-// fewer than minProbeUsers users are being enriched new records are let
-// through to probe too. Otherwise a pause lasts for the wait the client
-// advised. Safe for concurrent use.
-type pauseGate struct {
-	hold    bool
-	recheck time.Duration // hold mode: how often a waiting fetcher re-checks the probes
-	idle    func() bool   // hold mode: too few probes are in flight
-	mu      sync.Mutex
-	down    bool
-	until   time.Time
-	wake    chan struct{} // closed by resume
-	pauses  atomic.Int64
-}
-
-func newPauseGate(hold bool, recheck time.Duration, idle func() bool) *pauseGate {
-	return &pauseGate{hold: hold, recheck: recheck, idle: idle, wake: make(chan struct{})}
-}
-
-// pauseFor marks the API down, for at least d from now.
-func (g *pauseGate) pauseFor(d time.Duration) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := time.Now()
-	if !g.down || (!g.hold && !g.until.After(now)) {
-		g.pauses.Add(1)
-	}
-	g.down = true
-	if t := now.Add(d); t.After(g.until) {
-		g.until = t
-	}
-}
-
-// resume ends a pause (the API answered again).
-func (g *pauseGate) resume() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.down {
-		return
-	}
-	g.down, g.until = false, time.Time{}
-	close(g.wake)
-	g.wake = make(chan struct{})
-}
-
-func (g *pauseGate) paused() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.down && (g.hold || g.until.After(time.Now()))
-}
-
-// wait returns when fetching may go on, or with ctx's error.
-func (g *pauseGate) wait(ctx context.Context) error {
-	for {
-		g.mu.Lock()
-		down, d, wake := g.down, time.Until(g.until), g.wake
-		g.mu.Unlock()
-		switch {
-		case !down:
-			return ctx.Err()
-		case g.hold:
-			if g.idle() {
-				return ctx.Err() // probe
+	for len(jobs) > 0 {
+		n, err := p.sendBatch(c.ctx, jobs)
+		for k := range n {
+			published[idx[k]] = p.finish(jobs[k], nil)
+		}
+		if err == nil {
+			break
+		}
+		ok := p.finish(jobs[n], err)
+		published[idx[n]] = ok
+		jobs, idx = jobs[n+1:], idx[n+1:]
+		if !ok {
+			for _, j := range jobs {
+				j.span.SetStatus(codes.Error, "not published: an earlier record of its key was not")
+				j.span.End()
 			}
-			d = g.recheck
-		case d <= 0:
-			return ctx.Err()
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-wake:
-			t.Stop()
-		case <-t.C:
+			break
 		}
 	}
+	return published
 }

@@ -8,25 +8,61 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-
-	"github.com/tencentchat-enricher/enricher/schemas"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// Dead-letter headers, added to the original record's headers.
-const (
-	HeaderErrorClass      = "enricher-error-class"      // an ErrorClass
-	HeaderErrorMessage    = "enricher-error-message"    // human-readable detail
-	HeaderSourceTopic     = "enricher-source-topic"     // input topic
-	HeaderSourcePartition = "enricher-source-partition" // input partition, decimal
-	HeaderSourceOffset    = "enricher-source-offset"    // input offset, decimal
-	HeaderAttempts        = "enricher-attempts"         // attempts made before giving up, decimal
-	// HeaderOriginalBytes is set, with the input value's size in bytes, on
-	// a dead-letter record whose original value is omitted because the
-	// record would exceed Config.MaxRecordBytes (read it from the source
-	// topic, partition and offset).
-	HeaderOriginalBytes = "enricher-original-bytes"
-	HeaderSchema        = "enricher-schema" // on output records: schemas.RecordVersion
-)
+// This file is the publish stage: a key's messages are written in order,
+// each in a producer span carrying the trace into the output headers, and
+// finish decides what a failed write means for the record.
+
+// startSend starts msg's producer span and injects its trace context into
+// a copy of msg's headers.
+func (p *Pipeline) startSend(ctx context.Context, msg kafka.Message) (kafka.Message, trace.Span) {
+	pctx, pspan := p.tracer.Start(ctx, "send "+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("send"),
+			semconv.MessagingDestinationName(msg.Topic),
+			semconv.MessagingKafkaMessageKey(string(msg.Key)),
+			semconv.MessagingMessageBodySize(len(msg.Value)),
+		))
+	msg.Headers = append([]kafka.Header(nil), msg.Headers...)
+	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
+	return msg, pspan
+}
+
+// send publishes msg alone, in a producer span.
+func (p *Pipeline) send(ctx context.Context, msg kafka.Message) error {
+	msg, pspan := p.startSend(ctx, msg)
+	defer pspan.End()
+	_, err := p.publish(ctx, []kafka.Message{msg})
+	if err != nil {
+		pspan.SetStatus(codes.Error, err.Error())
+	}
+	return err
+}
+
+// sendBatch publishes the messages of jobs in order, each in its own
+// producer span, and returns publish's result: how many leading messages
+// were acknowledged and the error of the first one that was not.
+func (p *Pipeline) sendBatch(ctx context.Context, jobs []*job) (int, error) {
+	msgs := make([]kafka.Message, len(jobs))
+	spans := make([]trace.Span, len(jobs))
+	for i, j := range jobs {
+		msgs[i], spans[i] = p.startSend(j.ctx, j.msg)
+	}
+	n, err := p.publish(ctx, msgs)
+	for i, s := range spans {
+		if i == n && err != nil {
+			s.SetStatus(codes.Error, err.Error())
+		}
+		s.End()
+	}
+	return n, err
+}
 
 // publisher is what the sink needs from a kafka.Writer.
 type publisher interface {
@@ -182,59 +218,47 @@ func (p *Pipeline) writeFatal(topic string, err error) *FatalError {
 	return &FatalError{Topic: topic, Setting: setting, Err: err}
 }
 
-// outputMessage builds the enriched record of r.
-func (p *Pipeline) outputMessage(r *record, l lookup, cache schemas.CacheResult) (kafka.Message, error) {
-	rec := schemas.Record{
-		SchemaVersion: schemas.RecordVersion,
-		Event:         r.msg.Value,
-		Source: schemas.Source{
-			Topic:     r.msg.Topic,
-			Partition: r.msg.Partition,
-			Offset:    r.msg.Offset,
-			Timestamp: r.msg.Time,
-		},
-		Enrichment: schemas.Enrichment{
-			Status:           l.status,
-			OfficialAccounts: l.accounts,
-			TotalCount:       l.total,
-			Complete:         l.complete,
-			Cache:            cache,
-		},
-		ProcessedAt: p.cfg.Now(),
+// finish completes j given err, the result of writing j.msg: a record too
+// large for its topic is dead-lettered (or written without its value), a
+// permanent failure fails the pipeline. It records the metrics, ends j's
+// span and reports whether the record was published.
+func (p *Pipeline) finish(j *job, err error) bool {
+	defer j.span.End()
+	r, msg, class, span, ctx := j.r, j.msg, j.class, j.span, j.ctx
+	var we *writeError
+	if errors.As(err, &we) && we.tooLarge && class == "" {
+		// The enriched record cannot be written: dead-letter the input.
+		p.cfg.Logger.Warn("enriched record too large, sent to the DLQ", "topic", r.msg.Topic, "partition", r.msg.Partition,
+			"offset", r.msg.Offset, "bytes", len(msg.Value), "max_record_bytes", p.cfg.MaxRecordBytes)
+		class = ClassOutputTooLarge
+		msg = p.dlqMessage(r, class, fmt.Sprintf("enriched record of %d bytes exceeds the record size limit (MaxRecordBytes %d): %v",
+			len(msg.Value), p.cfg.MaxRecordBytes, we.err), j.attempts)
+		err = p.send(ctx, msg)
 	}
-	if len(r.msg.Key) > 0 {
-		k := string(r.msg.Key)
-		rec.Source.Key = &k
+	if errors.As(err, &we) && we.tooLarge && msg.Topic == p.cfg.DLQTopic && len(msg.Value) > 0 {
+		// The input itself is too large for the DLQ: keep its key and
+		// headers, and where to find it.
+		(*HeaderCarrier)(&msg.Headers).Set(HeaderOriginalBytes, strconv.Itoa(len(msg.Value)))
+		msg.Value = nil
+		err = p.send(ctx, msg)
 	}
-	if !l.fetchedAt.IsZero() {
-		rec.Enrichment.FetchedAt = &l.fetchedAt
+	if class != "" {
+		span.SetAttributes(attrErrorClass.String(string(class)))
+	} else {
+		span.SetAttributes(attrStatus.String(string(j.status)))
 	}
-	value, err := rec.Encode(make([]byte, 0, 256+len(r.msg.Value)+200*len(l.accounts)))
 	if err != nil {
-		return kafka.Message{}, err
+		if errors.As(err, &we) {
+			p.fail(p.writeFatal(msg.Topic, err))
+		}
+		span.SetStatus(codes.Error, err.Error())
+		return false
 	}
-	key := r.msg.Key
-	if len(key) == 0 {
-		key = []byte(r.userID)
+	now := time.Now()
+	if class != "" {
+		p.met.recordDLQ(ctx, class, r.msg.Time, r.fetched, now)
+	} else {
+		p.met.recordOut(ctx, j.status, r.msg.Time, r.fetched, now)
 	}
-	headers := make([]kafka.Header, 0, len(r.msg.Headers)+3)
-	headers = append(headers, r.msg.Headers...)
-	c := HeaderCarrier(headers)
-	c.Set(HeaderSchema, schemas.RecordVersion)
-	return kafka.Message{Topic: p.cfg.OutputTopic, Key: key, Value: value, Headers: c}, nil
-}
-
-// dlqMessage builds the dead-letter record of r: original key, value and
-// headers, plus headers naming the error and the source.
-func (p *Pipeline) dlqMessage(r *record, class ErrorClass, detail string, attempts int) kafka.Message {
-	headers := make([]kafka.Header, 0, len(r.msg.Headers)+8)
-	headers = append(headers, r.msg.Headers...)
-	c := HeaderCarrier(headers)
-	c.Set(HeaderErrorClass, string(class))
-	c.Set(HeaderErrorMessage, detail)
-	c.Set(HeaderSourceTopic, r.msg.Topic)
-	c.Set(HeaderSourcePartition, strconv.Itoa(r.msg.Partition))
-	c.Set(HeaderSourceOffset, strconv.FormatInt(r.msg.Offset, 10))
-	c.Set(HeaderAttempts, strconv.Itoa(attempts))
-	return kafka.Message{Topic: p.cfg.DLQTopic, Key: r.msg.Key, Value: r.msg.Value, Headers: c}
+	return true
 }

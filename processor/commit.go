@@ -1,0 +1,181 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// errOffsetOrder is returned by watermark.add for an offset that does not
+// follow the previous one.
+var errOffsetOrder = errors.New("offset not above the previous one")
+
+// This file is the commit stage: a partition's watermark says how far it
+// may be committed, and commits store it with the source.
+
+// watermark is the commit tracker of one partition: the contiguous published
+// watermark. Records are added in fetch order (offsets strictly increasing,
+// gaps allowed, as in compacted or transactional topics) and marked done in
+// any order once published. committable is the offset to commit: one past
+// the last record of the longest prefix of added records that are all done.
+// It never passes a record that is not done. Safe for concurrent use.
+type watermark struct {
+	mu      sync.Mutex
+	entries []wmEntry // pending records in fetch order; entries[head:] are live
+	head    int
+	last    int64 // last offset added, -1 before the first
+	next    int64 // offset to commit; -1 while nothing is done
+}
+
+type wmEntry struct {
+	offset int64
+	done   bool
+}
+
+func newWatermark() *watermark { return &watermark{last: -1, next: -1} }
+
+// add registers a fetched record.
+func (w *watermark) add(offset int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if offset <= w.last {
+		return fmt.Errorf("watermark: add %d after %d: %w", offset, w.last, errOffsetOrder)
+	}
+	w.last = offset
+	if w.head > 0 && w.head >= len(w.entries)/2 {
+		n := copy(w.entries, w.entries[w.head:])
+		w.entries = w.entries[:n]
+		w.head = 0
+	}
+	w.entries = append(w.entries, wmEntry{offset: offset})
+	return nil
+}
+
+// done marks a record published and returns how many records the
+// watermark moved past (0 while an earlier record is pending). It reports
+// false for an offset that is not pending (never added, or already done).
+func (w *watermark) done(offset int64) (int, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	live := w.entries[w.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].offset >= offset })
+	if i == len(live) || live[i].offset != offset || live[i].done {
+		return 0, false
+	}
+	live[i].done = true
+	start := w.head
+	for w.head < len(w.entries) && w.entries[w.head].done {
+		w.next = w.entries[w.head].offset + 1
+		w.head++
+	}
+	return w.head - start, true
+}
+
+// committable returns the offset to commit (the next offset to consume) and
+// whether any record has been completed yet.
+func (w *watermark) committable() (int64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.next, w.next >= 0
+}
+
+// pending is the number of added records not yet behind the watermark.
+func (w *watermark) pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.entries) - w.head
+}
+
+// committer commits the positions of one assignment's claims through the
+// assignment, remembering what each claim last committed. Used by one
+// goroutine, the pipeline's assignment loop.
+type committer struct {
+	a      Assignment
+	claims []*Claim
+	last   map[*Claim]int64
+	log    *slog.Logger
+}
+
+func newCommitter(a Assignment, claims []*Claim, log *slog.Logger) *committer {
+	return &committer{a: a, claims: claims, last: map[*Claim]int64{}, log: log}
+}
+
+// commitTimeout bounds one commit request, also the final one after ctx
+// ended.
+const commitTimeout = 10 * time.Second
+
+// commit commits every claim whose watermark moved since its last commit;
+// the final commit includes every claim with a position, moved or not.
+func (m *committer) commit(ctx context.Context, final, clean bool) {
+	var positions []Position
+	for _, c := range m.claims {
+		off, ok := c.Committable()
+		if !ok {
+			off = c.committed.Load()
+		}
+		if off < 0 || (!final && off == m.last[c]) {
+			continue
+		}
+		positions = append(positions, Position{Partition: c.partition, Offset: off})
+	}
+	if len(positions) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := m.a.Commit(ctx, positions, final, clean); err != nil {
+		m.log.Warn("commit failed", "error", err)
+		return
+	}
+	for _, c := range m.claims {
+		for _, pos := range positions {
+			if pos.Partition == c.partition {
+				m.last[c] = pos.Offset
+				c.Committed(pos.Offset)
+			}
+		}
+	}
+}
+
+// newKafkaClient returns the client of offset requests and commits, over
+// Config.Transport.
+func newKafkaClient(cfg Config) *kafka.Client {
+	cl := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 30 * time.Second}
+	if cfg.Transport != nil {
+		cl.Transport = cfg.Transport
+	}
+	return cl
+}
+
+// commitOffsets commits positions of topic for group, as the member of a
+// generation or, with generation -1 and no member, as a standalone commit
+// (a tool resetting offsets does the same); metadata, when not nil, gives
+// each partition's commit metadata.
+func commitOffsets(ctx context.Context, cl *kafka.Client, group string, generation int, member, topic string, positions []Position, metadata func(partition int) string) error {
+	commits := make([]kafka.OffsetCommit, len(positions))
+	for i, p := range positions {
+		commits[i] = kafka.OffsetCommit{Partition: p.Partition, Offset: p.Offset}
+		if metadata != nil {
+			commits[i].Metadata = metadata(p.Partition)
+		}
+	}
+	res, err := cl.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+		GroupID: group, GenerationID: generation, MemberID: member,
+		Topics: map[string][]kafka.OffsetCommit{topic: commits},
+	})
+	if err != nil {
+		return fmt.Errorf("commit offsets of group %q: %w", group, err)
+	}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return fmt.Errorf("commit offsets of group %q partition %d: %w", group, p.Partition, p.Error)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,538 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+// This file is the enrich stage: a record's process span starts, its user
+// is looked up in the cache or, coalesced with concurrent lookups of the
+// same user, through the API (Fetcher); lookups that fail while the API is
+// unavailable retry, pausing fetching during an outage.
+
+// prepare starts r's process span and enriches r, returning the message to
+// publish, or nil if r is dropped (its span then ended).
+func (p *Pipeline) prepare(c *Claim, r *record) *job {
+	if c.ctx.Err() != nil || p.Err() != nil {
+		return nil
+	}
+	ctx := p.prop.Extract(c.ctx, (*HeaderCarrier)(&r.msg.Headers))
+	ctx, span := p.tracer.Start(ctx, "process "+r.msg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKafka,
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationName(r.msg.Topic),
+			semconv.MessagingDestinationPartitionID(strconv.Itoa(r.msg.Partition)),
+			semconv.MessagingKafkaOffset(int(r.msg.Offset)),
+			semconv.MessagingConsumerGroupName(p.cfg.Group),
+			semconv.MessagingMessageBodySize(len(r.msg.Value)),
+		))
+	if len(r.msg.Key) > 0 {
+		span.SetAttributes(semconv.MessagingKafkaMessageKey(string(r.msg.Key)))
+	}
+	j := &job{r: r, ctx: ctx, span: span, attempts: 1}
+	if r.decodeErr != nil {
+		j.class = r.decodeErr.Class
+		j.msg = p.dlqMessage(r, j.class, r.decodeErr.Detail, 1)
+		return j
+	}
+	l, cache, attempts, err := p.enrich(ctx, r)
+	j.attempts = attempts
+	var (
+		ee *enrichError
+		de *retryDeadlineError
+	)
+	switch {
+	case errors.As(err, &ee):
+		j.class = ClassEnrichment
+		j.msg = p.dlqMessage(r, j.class, ee.Error(), attempts)
+	case errors.As(err, &de):
+		j.class = ClassEnrichmentUnavailable
+		j.msg = p.dlqMessage(r, j.class, de.Error(), attempts)
+	case err != nil:
+		var fe *FatalError
+		if errors.As(err, &fe) {
+			p.fail(fe)
+		}
+		span.SetStatus(codes.Error, err.Error())
+		span.End()
+		return nil
+	default:
+		j.status = l.status
+		j.msg, err = p.outputMessage(r, l, cache)
+		if err != nil {
+			// The event passed the decoder, so it is one JSON value:
+			// encoding cannot fail. Keep the record unpublished.
+			span.SetStatus(codes.Error, err.Error())
+			p.cfg.Logger.Error("encode failed", "topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", err)
+			span.End()
+			return nil
+		}
+	}
+	return j
+}
+
+// enrich looks the user up, retrying while the API is unavailable. It
+// returns the attempts made.
+//
+// A failure the client reports as an outage of the whole API (breaker open)
+// pauses fetching; the record retries after the breaker's RetryAfter, as
+// one of the half-open probes. Any other unavailable answer (retries
+// exhausted with the breaker closed: a user the API keeps failing for)
+// backs off this record alone, doubling from PauseBackoff. That failing
+// time, not counting intervals in which the API as a whole was down,
+// is bounded by Config.RecordRetryDeadline: then the record goes to the
+// DLQ (a *retryDeadlineError). With Config.UnavailableAfter set, a record
+// unavailable for that long in total is published with status
+// unavailable instead.
+func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.CacheResult, int, error) {
+	ctx, span := p.tracer.Start(ctx, "enrich", trace.WithSpanKind(trace.SpanKindInternal))
+	defer span.End()
+	p.probes.enter(r.userID)
+	defer p.probes.leave(r.userID)
+	start := p.cfg.Now()
+	mark := start             // end of the last interval accounted for
+	var failing time.Duration // failing time counted toward RecordRetryDeadline
+	backoff := p.cfg.PauseBackoff
+	for attempt := 1; ; attempt++ {
+		l, cache, err := p.enr.get(ctx, r.userID)
+		if err == nil {
+			if cache == schemas.CacheMiss {
+				p.apiAnswered() // the API answered: it is up
+			}
+			p.met.cache(ctx, cache)
+			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(cache)))
+			return l, cache, attempt, nil
+		}
+		var ue *unavailableError
+		if !errors.As(err, &ue) {
+			span.SetStatus(codes.Error, err.Error())
+			return lookup{}, "", attempt, err
+		}
+		now := p.cfg.Now()
+		// An interval counts unless the API as a whole was down through
+		// it: the breaker open and no lookup of any user answered.
+		counted := !ue.outage || p.answeredSince(mark)
+		if counted {
+			failing += now.Sub(mark)
+		}
+		mark = now
+		if p.cfg.UnavailableAfter > 0 && now.Sub(start) >= p.cfg.UnavailableAfter {
+			span.SetAttributes(attrStatus.String(string(schemas.StatusUnavailable)))
+			return lookup{status: schemas.StatusUnavailable}, schemas.CacheMiss, attempt, nil
+		}
+		if counted && failing >= p.cfg.RecordRetryDeadline {
+			err := &retryDeadlineError{failing: failing, err: ue.err}
+			span.SetStatus(codes.Error, err.Error())
+			return lookup{}, "", attempt, err
+		}
+		var wait time.Duration
+		if ue.outage {
+			wait = ue.retryAfter
+			if wait <= 0 {
+				wait = p.cfg.PauseBackoff
+			}
+			p.pause.pauseFor(wait)
+			span.AddEvent("api unavailable", trace.WithAttributes(attrRetryAfter.String(wait.String())))
+		} else {
+			wait = min(backoff, p.cfg.RecordRetryDeadline-failing)
+			backoff = min(2*backoff, maxBackoffFactor*p.cfg.PauseBackoff)
+			span.AddEvent("lookup failed, backing off", trace.WithAttributes(attrRetryAfter.String(wait.String())))
+			if attempt == 1 {
+				p.cfg.Logger.Warn("lookup failing for one user, backing off (other keys go on)",
+					"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", ue.err)
+			}
+		}
+		if p.cfg.UnavailableAfter > 0 {
+			wait = min(wait, max(p.cfg.UnavailableAfter-now.Sub(start), 0))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return lookup{}, "", attempt, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// maxBackoffFactor caps a failing record's backoff at this many
+// PauseBackoffs.
+const maxBackoffFactor = 32
+
+// apiAnswered notes that an API lookup succeeded: the API is up, fetching
+// resumes.
+func (p *Pipeline) apiAnswered() {
+	p.lastAnswer.Store(p.cfg.Now().UnixNano())
+	p.pause.resume()
+}
+
+// answeredSince reports whether an API lookup succeeded after t.
+func (p *Pipeline) answeredSince(t time.Time) bool {
+	return p.lastAnswer.Load() > t.UnixNano()
+}
+
+// lookup is the enrichment of one user, as cached.
+type lookup struct {
+	status    schemas.Status
+	accounts  []schemas.OfficialAccount // shared by every record that reads it: never modified
+	total     int
+	complete  bool
+	fetchedAt time.Time
+}
+
+// lookupFunc fetches one user's enrichment from the API. Errors are
+// *FatalError, *unavailableError, *enrichError or the context's error.
+type lookupFunc func(ctx context.Context, user string) (lookup, error)
+
+// enricher serves lookups from a bounded cache and coalesces concurrent
+// lookups of one user into one API call. Safe for concurrent use.
+type enricher struct {
+	cache  *otter.Cache[string, lookup]
+	flight singleflight.Group
+	fetch  lookupFunc
+	// base bounds coalesced API calls, which outlive the record that
+	// started them; it is canceled on a hard stop.
+	base         context.Context
+	hits, misses atomic.Int64
+	calls        atomic.Int64 // lookups that reached fetch
+}
+
+// newEnricher builds the cache: CacheSize entries, entries with status ok
+// live CacheTTL, the others (user_not_found, invalid_user) NegativeCacheTTL.
+func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher, error) {
+	cache, err := otter.New(&otter.Options[string, lookup]{
+		MaximumSize:      cfg.CacheSize,
+		ExpiryCalculator: otter.ExpiryWritingFunc(cacheTTL(cfg.CacheTTL, cfg.NegativeCacheTTL)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processor: cache: %w", err)
+	}
+	return &enricher{cache: cache, fetch: fetch, base: base}, nil
+}
+
+func cacheTTL(positive, negative time.Duration) func(otter.Entry[string, lookup]) time.Duration {
+	return func(e otter.Entry[string, lookup]) time.Duration {
+		if e.Value.status == schemas.StatusOK {
+			return positive
+		}
+		return negative
+	}
+}
+
+// get returns the user's enrichment and whether it came from the cache.
+// Only answers with a status are cached.
+func (e *enricher) get(ctx context.Context, user string) (lookup, schemas.CacheResult, error) {
+	if v, ok := e.cache.GetIfPresent(user); ok {
+		e.hits.Add(1)
+		return v, schemas.CacheHit, nil
+	}
+	e.misses.Add(1)
+	ch := e.flight.DoChan(user, func() (any, error) {
+		// The call serves every record waiting for this user, so the first
+		// caller's cancellation must not fail the others; its span stays the
+		// parent of the API spans.
+		callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(e.base, cancel)
+		defer stop()
+		if v, ok := e.cache.GetIfPresent(user); ok {
+			return v, nil
+		}
+		e.calls.Add(1)
+		v, err := e.fetch(callCtx, user)
+		if err != nil {
+			return lookup{}, err
+		}
+		e.cache.Set(user, v)
+		return v, nil
+	})
+	select {
+	case <-ctx.Done():
+		return lookup{}, "", ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return lookup{}, "", r.Err
+		}
+		return r.Val.(lookup), schemas.CacheMiss, nil
+	}
+}
+
+// cached reports whether the user's enrichment is in the cache.
+func (e *enricher) cached(user string) bool {
+	_, ok := e.cache.GetIfPresent(user)
+	return ok
+}
+
+// close stops the cache's background work.
+func (e *enricher) close() { e.cache.StopAllGoroutines() }
+
+// hitRatio is hits over lookups since start; 0 before the first.
+func (e *enricher) hitRatio() float64 {
+	h, m := e.hits.Load(), e.misses.Load()
+	if h+m == 0 {
+		return 0
+	}
+	return float64(h) / float64(h+m)
+}
+
+// Fetcher is what the processor needs from the Tencent Chat client: every
+// subscription of one user, all pages. *client.Client implements it. It
+// must be safe for concurrent use; the processor calls it from many
+// goroutines and relies on it for rate limiting, retries and the breaker.
+type Fetcher interface {
+	GetAll(ctx context.Context, user string) (*client.Subscriptions, error)
+}
+
+// breakerStater is implemented by fetchers with a circuit breaker, such as
+// *client.Client: a failed lookup with the breaker open afterwards is part
+// of an outage of the whole API.
+type breakerStater interface {
+	BreakerState() client.BreakerState
+}
+
+// fetcherLookup maps the client's answers to lookups: subscriptions → ok;
+// the per-record codes of the status table → user_not_found / invalid_user;
+// other per-record failures → enrichError (DLQ); app-fatal → *FatalError;
+// everything the client gave up retrying (transient, throttled, breaker
+// open) → unavailableError, marked as an outage when the breaker refused
+// the call or is open after it.
+func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
+	return func(ctx context.Context, user string) (lookup, error) {
+		subs, err := f.GetAll(ctx, user)
+		if err == nil {
+			return lookup{
+				status:    schemas.StatusOK,
+				accounts:  convertAccounts(subs.Accounts),
+				total:     subs.TotalCount,
+				complete:  true,
+				fetchedAt: now(),
+			}, nil
+		}
+		var apiErr *client.APIError
+		errors.As(err, &apiErr)
+		switch client.Classify(err) {
+		case client.ClassPermanent:
+			if apiErr != nil {
+				switch apiErr.Code {
+				case client.CodeUserNotFound:
+					return lookup{status: schemas.StatusUserNotFound, complete: true, fetchedAt: now()}, nil
+				case client.CodeInvalidUserID, client.CodeInvalidParameter, client.CodeInvalidPacket:
+					return lookup{status: schemas.StatusInvalidUser, complete: true, fetchedAt: now()}, nil
+				}
+				return lookup{}, &enrichError{code: apiErr.Code, err: err}
+			}
+			return lookup{}, &enrichError{err: err}
+		case client.ClassFatal:
+			fe := &FatalError{Setting: fatalSetting(apiErr), Err: err}
+			if apiErr != nil {
+				fe.Code, fe.HTTPStatus = apiErr.Code, apiErr.HTTPStatus
+			}
+			return lookup{}, fe
+		case client.ClassCanceled:
+			if ctx.Err() != nil {
+				return lookup{}, ctx.Err()
+			}
+		}
+		ue := &unavailableError{err: err}
+		var boe *client.BreakerOpenError
+		if errors.As(err, &boe) {
+			ue.retryAfter = boe.RetryAfter
+		}
+		if errors.Is(err, client.ErrBreakerOpen) {
+			ue.outage = true
+		} else if bs, ok := f.(breakerStater); ok && bs.BreakerState() == client.BreakerOpen {
+			ue.outage = true
+		}
+		return lookup{}, ue
+	}
+}
+
+// fatalSetting names the configuration to fix for an app-fatal answer.
+func fatalSetting(e *client.APIError) string {
+	if e == nil {
+		return "the API client configuration"
+	}
+	switch e.Code {
+	case 0:
+		return "the API base URL (BaseURL or Region): the server answered HTTP " + fmt.Sprint(e.HTTPStatus)
+	case client.CodeNoPermission:
+		return "the admin identifier (Admin): it lacks permission for official accounts"
+	case client.CodeServiceNotEnabled:
+		return "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console"
+	case client.CodeAppIDInvalid, client.CodeAppDisabled, client.CodePackageExpired, client.CodeMissingAppID:
+		return "the SDKAppID: the app is invalid, disabled or its package expired"
+	case client.CodeRequestDisabled:
+		return "the SDKAppID: this API is disabled for the app in the Chat console"
+	case client.CodeAdminRequired, client.CodeIdentifierMismatch, client.CodeAccountBlacklisted, client.CodeAccountNotImported, client.CodeWrongAccountType:
+		return "the admin identifier (Admin): it must be an imported app admin account"
+	case client.CodeIPNotAllowed:
+		return "the app's IP allow-list in the Chat console: this host's address is not allowed"
+	case client.CodeKeyNotFound, client.CodeAppIDNotFound:
+		return "the Region (or BaseURL): the app is not found in this region"
+	case client.CodeAppIDMismatch:
+		return "the SDKAppID or SecretKey: they do not belong together"
+	case client.CodeAccountOrSigError, client.CodeSigParseError, client.CodeUserSigExpired, client.CodeSigVerifyFailed,
+		client.CodeSigVerifyFailed2, client.CodeSigCheckRateLimited:
+		return "the SecretKey: the UserSig made with it is rejected"
+	case client.CodeMalformedURL, client.CodeMalformedJSON, client.CodeResourceError:
+		return "the API base URL (BaseURL): requests arrive malformed, check proxies"
+	}
+	return fmt.Sprintf("the API client configuration (ErrorCode %d)", e.Code)
+}
+
+// convertAccounts maps the API's accounts to the output schema's.
+func convertAccounts(in []client.OfficialAccount) []schemas.OfficialAccount {
+	out := make([]schemas.OfficialAccount, len(in))
+	for i, a := range in {
+		out[i] = schemas.OfficialAccount{
+			OfficialAccount: a.OfficialAccount,
+			Name:            a.Name,
+			OwnerAccount:    a.OwnerAccount,
+			CreateTime:      a.CreateTime,
+			LastMsgTime:     a.LastMsgTime,
+			SubscriberNum:   a.SubscriberNum,
+			Introduction:    a.Introduction,
+			FaceURL:         a.FaceURL,
+			Organization:    a.Organization,
+			CustomString:    a.CustomString,
+		}
+		if a.SelfInfo != nil {
+			out[i].SelfInfo = &schemas.SelfInfo{SubscribeTime: a.SelfInfo.SubscribeTime, CustomString: a.SelfInfo.CustomString}
+		}
+	}
+	return out
+}
+
+// minProbeUsers is how many distinct users' records a paused pipeline keeps
+// in enrichment: they are the probes that find the API back, so one user
+// the API keeps failing for cannot be the only probe.
+const minProbeUsers = 4
+
+// probeSet counts the records being enriched per user. Safe for concurrent
+// use.
+type probeSet struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (s *probeSet) enter(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[user]++
+}
+
+func (s *probeSet) leave(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[user]--; s.n[user] <= 0 {
+		delete(s.n, user)
+	}
+}
+
+// users returns the number of distinct users being enriched.
+func (s *probeSet) users() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.n)
+}
+
+// pauseGate pauses fetching while the API as a whole is unavailable. In
+// hold mode (no UnavailableAfter) the pause lasts until an API call
+// succeeds again; meanwhile the waiting records are the probes, and while
+// fewer than minProbeUsers users are being enriched new records are let
+// through to probe too. Otherwise a pause lasts for the wait the client
+// advised. Safe for concurrent use.
+type pauseGate struct {
+	hold    bool
+	recheck time.Duration // hold mode: how often a waiting fetcher re-checks the probes
+	idle    func() bool   // hold mode: too few probes are in flight
+	mu      sync.Mutex
+	down    bool
+	until   time.Time
+	wake    chan struct{} // closed by resume
+	pauses  atomic.Int64
+}
+
+func newPauseGate(hold bool, recheck time.Duration, idle func() bool) *pauseGate {
+	return &pauseGate{hold: hold, recheck: recheck, idle: idle, wake: make(chan struct{})}
+}
+
+// pauseFor marks the API down, for at least d from now.
+func (g *pauseGate) pauseFor(d time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if !g.down || (!g.hold && !g.until.After(now)) {
+		g.pauses.Add(1)
+	}
+	g.down = true
+	if t := now.Add(d); t.After(g.until) {
+		g.until = t
+	}
+}
+
+// resume ends a pause (the API answered again).
+func (g *pauseGate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.down {
+		return
+	}
+	g.down, g.until = false, time.Time{}
+	close(g.wake)
+	g.wake = make(chan struct{})
+}
+
+func (g *pauseGate) paused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.down && (g.hold || g.until.After(time.Now()))
+}
+
+// wait returns when fetching may go on, or with ctx's error.
+func (g *pauseGate) wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		down, d, wake := g.down, time.Until(g.until), g.wake
+		g.mu.Unlock()
+		switch {
+		case !down:
+			return ctx.Err()
+		case g.hold:
+			if g.idle() {
+				return ctx.Err() // probe
+			}
+			d = g.recheck
+		case d <= 0:
+			return ctx.Err()
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
