@@ -101,8 +101,8 @@ func TestFatalErrorMessage(t *testing.T) {
 	if !errors.Is(err, inner) {
 		t.Error("does not unwrap to the client error")
 	}
-	writeErr := &FatalError{Topic: "out", Setting: "the output topic (--output-topic)", Err: errors.New("denied")}
-	if msg := writeErr.Error(); !strings.Contains(msg, `"out"`) || !strings.Contains(msg, "--output-topic") || strings.Contains(msg, "API") {
+	writeErr := &TopicError{Topic: "out", Field: "OutputTopic", Err: errors.New("denied")}
+	if msg := writeErr.Error(); !strings.Contains(msg, `"out"`) || !strings.Contains(msg, "OutputTopic") || strings.Contains(msg, "API") {
 		t.Errorf("message %q", msg)
 	}
 	httpErr := &FatalError{HTTPStatus: 404, Setting: "BaseURL"}

@@ -27,7 +27,7 @@ type record struct {
 
 // newRecord decodes msg and picks its ordering key.
 func (p *Pipeline) newRecord(msg kafka.Message) *record {
-	r := &record{msg: msg, fetched: time.Now()}
+	r := &record{msg: msg, fetched: p.cfg.Now()}
 	id, err := p.dec.decode(msg.Value)
 	if err != nil {
 		errors.As(err, &r.decodeErr)

@@ -465,6 +465,7 @@ type pauseGate struct {
 	hold    bool
 	recheck time.Duration // hold mode: how often a waiting fetcher re-checks the probes
 	idle    func() bool   // hold mode: too few probes are in flight
+	now     func() time.Time
 	mu      sync.Mutex
 	down    bool
 	until   time.Time
@@ -472,15 +473,15 @@ type pauseGate struct {
 	pauses  atomic.Int64
 }
 
-func newPauseGate(hold bool, recheck time.Duration, idle func() bool) *pauseGate {
-	return &pauseGate{hold: hold, recheck: recheck, idle: idle, wake: make(chan struct{})}
+func newPauseGate(hold bool, recheck time.Duration, idle func() bool, now func() time.Time) *pauseGate {
+	return &pauseGate{hold: hold, recheck: recheck, idle: idle, now: now, wake: make(chan struct{})}
 }
 
 // pauseFor marks the API down, for at least d from now.
 func (g *pauseGate) pauseFor(d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
+	now := g.now()
 	if !g.down || (!g.hold && !g.until.After(now)) {
 		g.pauses.Add(1)
 	}
@@ -505,14 +506,14 @@ func (g *pauseGate) resume() {
 func (g *pauseGate) paused() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.down && (g.hold || g.until.After(time.Now()))
+	return g.down && (g.hold || g.until.After(g.now()))
 }
 
 // wait returns when fetching may go on, or with ctx's error.
 func (g *pauseGate) wait(ctx context.Context) error {
 	for {
 		g.mu.Lock()
-		down, d, wake := g.down, time.Until(g.until), g.wake
+		down, d, wake := g.down, g.until.Sub(g.now()), g.wake
 		g.mu.Unlock()
 		switch {
 		case !down:

@@ -37,21 +37,14 @@ func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
 // Run returns it after committing what was published; the record that got
 // the answer, and everything after it, is left for the next run. The
 // message names the code and the setting to fix.
-//
-// A FatalError with Topic set is a permanent Kafka write failure instead
-// (topic missing or not writable): Code and HTTPStatus are zero.
 type FatalError struct {
 	Code       int    // API ErrorCode; 0 when the answer was an HTTP status
 	HTTPStatus int    // HTTP status of the answer, when not 200
 	Setting    string // the configuration to fix
-	Topic      string // the topic a permanent write failure is about
 	Err        error  // the client's error
 }
 
 func (e *FatalError) Error() string {
-	if e.Topic != "" {
-		return fmt.Sprintf("processor stopped: writing to topic %q failed permanently; fix %s (%v)", e.Topic, e.Setting, e.Err)
-	}
 	what := fmt.Sprintf("ErrorCode %d", e.Code)
 	if e.Code == 0 && e.HTTPStatus != 0 {
 		what = fmt.Sprintf("HTTP status %d", e.HTTPStatus)
@@ -60,6 +53,29 @@ func (e *FatalError) Error() string {
 }
 
 func (e *FatalError) Unwrap() error { return e.Err }
+
+// TopicError stops the processor: writing to Topic failed permanently (the
+// topic is missing, not writable, or refuses the record's size). Run
+// returns it after committing what was published.
+type TopicError struct {
+	Topic string // the topic written to
+	Field string // the Config field naming it: "OutputTopic" or "DLQTopic"
+	Err   error  // the write error
+}
+
+func (e *TopicError) Error() string {
+	return fmt.Sprintf("processor stopped: writing to topic %q failed permanently; fix %s: %s (%v)", e.Topic, e.Field, e.Hint(), e.Err)
+}
+
+// Hint says what the topic needs.
+func (e *TopicError) Hint() string {
+	if e.Field == "DLQTopic" {
+		return "it must exist, this client must be allowed to write it (ACLs), and its max.message.bytes must allow MaxRecordBytes"
+	}
+	return "it must exist and this client must be allowed to write it (ACLs)"
+}
+
+func (e *TopicError) Unwrap() error { return e.Err }
 
 // errUnavailable marks an enrichment that could not reach the API (breaker
 // open, retries exhausted). The record waits and retries; fetching pauses

@@ -55,7 +55,7 @@ type Pipeline struct {
 func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error) {
 	dec, err := newDecoder(cfg.UserIDPointer, cfg.MaxEventBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: UserIDPointer: %w", ErrConfig, err)
+		return nil, &ConfigError{Field: "UserIDPointer", Value: cfg.UserIDPointer, Reason: err.Error()}
 	}
 	base, abort := context.WithCancel(context.Background())
 	enr, err := newEnricher(base, cfg, fetch)
@@ -84,7 +84,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.met = newMetrics(cfg.MeterProvider, p)
-	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers })
+	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers }, cfg.Now)
 	return p, nil
 }
 
@@ -109,7 +109,7 @@ func NewPipeline(cfg Config, f Fetcher) (*Pipeline, error) {
 // DrainTimeout on revocation, Config.ShutdownTimeout otherwise; a bounded
 // assignment read to its end drains without limit until one of those
 // happens), releases the partitions and commits once more. It returns nil
-// on a clean stop or an exhausted source, the *FatalError that stopped the
+// on a clean stop or an exhausted source, the *FatalError or *TopicError that stopped the
 // pipeline, or src's error. Run runs once.
 func (p *Pipeline) Run(ctx context.Context, src Source) error {
 	sctx, cancel := context.WithCancel(ctx)
@@ -274,10 +274,10 @@ func (p *Pipeline) drain(ctx context.Context, claims []*Claim, revoked <-chan st
 }
 
 // Failed is closed when an app-fatal API answer stopped the pipeline; Err
-// then returns the *FatalError. Sources stop fetching when it closes.
+// then returns the *FatalError or *TopicError. Sources stop fetching when it closes.
 func (p *Pipeline) Failed() <-chan struct{} { return p.failed }
 
-// Err returns the *FatalError that stopped the pipeline, or nil.
+// Err returns the *FatalError or *TopicError that stopped the pipeline, or nil.
 func (p *Pipeline) Err() error {
 	select {
 	case <-p.failed:

@@ -209,13 +209,13 @@ func firstFailure(err error, n int) (int, error) {
 	return -1, err
 }
 
-// writeFatal is the *FatalError of a permanent write failure to topic.
-func (p *Pipeline) writeFatal(topic string, err error) *FatalError {
-	setting := "the output topic (--output-topic, Config.OutputTopic): it must exist and this client must be allowed to write it (ACLs)"
+// writeFatal is the *TopicError of a permanent write failure to topic.
+func (p *Pipeline) writeFatal(topic string, err error) *TopicError {
+	field := "OutputTopic"
 	if topic == p.cfg.DLQTopic {
-		setting = "the dead-letter topic (--dlq-topic, Config.DLQTopic): it must exist, this client must be allowed to write it (ACLs), and its max.message.bytes must allow MaxRecordBytes"
+		field = "DLQTopic"
 	}
-	return &FatalError{Topic: topic, Setting: setting, Err: err}
+	return &TopicError{Topic: topic, Field: field, Err: err}
 }
 
 // finish completes j given err, the result of writing j.msg: a record too
@@ -254,7 +254,7 @@ func (p *Pipeline) finish(j *job, err error) bool {
 		span.SetStatus(codes.Error, err.Error())
 		return false
 	}
-	now := time.Now()
+	now := p.cfg.Now()
 	if class != "" {
 		p.met.recordDLQ(ctx, class, r.msg.Time, r.fetched, now)
 	} else {

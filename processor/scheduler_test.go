@@ -186,7 +186,7 @@ func TestClaimReleaseDropsWithoutPassingGaps(t *testing.T) {
 }
 
 func TestPauseGateTimed(t *testing.T) {
-	g := newPauseGate(false, time.Hour, nil)
+	g := newPauseGate(false, time.Hour, nil, time.Now)
 	if g.paused() {
 		t.Fatal("paused at start")
 	}
@@ -225,7 +225,7 @@ func TestPauseGateTimed(t *testing.T) {
 // resume.
 func TestPauseGateHold(t *testing.T) {
 	var idle atomic.Bool
-	g := newPauseGate(true, time.Millisecond, idle.Load)
+	g := newPauseGate(true, time.Millisecond, idle.Load, time.Now)
 	g.pauseFor(0)
 	if !g.paused() {
 		t.Fatal("hold-mode pause ended with its advised wait")

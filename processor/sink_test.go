@@ -106,7 +106,7 @@ func TestTooLargeInputDLQ(t *testing.T) {
 
 // TestPublishErrors: transient write errors are retried; a record too
 // large for the output goes to the DLQ; other permanent errors stop the
-// pipeline with a *FatalError naming the topic's setting; UnknownTopic is
+// pipeline with a *TopicError naming the topic's setting; UnknownTopic is
 // permanent only after it persists.
 func TestPublishErrors(t *testing.T) {
 	tooLarge := func(m kafka.Message) error { return kafka.MessageTooLargeError{Message: m} }
@@ -115,7 +115,7 @@ func TestPublishErrors(t *testing.T) {
 		out, dlq  func(n int64, m kafka.Message) error // error of the n-th write (1-based) to the topic
 		wantTopic string                               // where the record lands; "" none
 		wantClass ErrorClass
-		fatal     string // a setting the FatalError names
+		fatal     string // the Config field the TopicError names
 	}{
 		{name: "transient then ok", out: func(n int64, _ kafka.Message) error {
 			if n < 3 {
@@ -126,9 +126,9 @@ func TestPublishErrors(t *testing.T) {
 		{name: "output too large", out: func(_ int64, m kafka.Message) error { return tooLarge(m) }, wantTopic: "dlq", wantClass: ClassOutputTooLarge},
 		{name: "broker says too large", out: func(int64, kafka.Message) error { return kafka.WriteErrors{kafka.MessageSizeTooLarge} },
 			wantTopic: "dlq", wantClass: ClassOutputTooLarge},
-		{name: "output not authorized", out: func(int64, kafka.Message) error { return kafka.WriteErrors{kafka.TopicAuthorizationFailed} }, fatal: "--output-topic"},
-		{name: "output invalid", out: func(int64, kafka.Message) error { return kafka.InvalidTopic }, fatal: "--output-topic"},
-		{name: "output unknown persists", out: func(int64, kafka.Message) error { return kafka.UnknownTopicOrPartition }, fatal: "--output-topic"},
+		{name: "output not authorized", out: func(int64, kafka.Message) error { return kafka.WriteErrors{kafka.TopicAuthorizationFailed} }, fatal: "OutputTopic"},
+		{name: "output invalid", out: func(int64, kafka.Message) error { return kafka.InvalidTopic }, fatal: "OutputTopic"},
+		{name: "output unknown persists", out: func(int64, kafka.Message) error { return kafka.UnknownTopicOrPartition }, fatal: "OutputTopic"},
 		{name: "output unknown briefly", out: func(n int64, _ kafka.Message) error {
 			if n < unknownTopicAttempts {
 				return kafka.UnknownTopicOrPartition
@@ -136,9 +136,9 @@ func TestPublishErrors(t *testing.T) {
 			return nil
 		}, wantTopic: "out"},
 		{name: "output and DLQ too large", out: func(_ int64, m kafka.Message) error { return tooLarge(m) },
-			dlq: func(_ int64, m kafka.Message) error { return tooLarge(m) }, fatal: "--dlq-topic"},
+			dlq: func(_ int64, m kafka.Message) error { return tooLarge(m) }, fatal: "DLQTopic"},
 		{name: "DLQ not authorized", out: func(_ int64, m kafka.Message) error { return tooLarge(m) },
-			dlq: func(int64, kafka.Message) error { return kafka.TopicAuthorizationFailed }, fatal: "--dlq-topic"},
+			dlq: func(int64, kafka.Message) error { return kafka.TopicAuthorizationFailed }, fatal: "DLQTopic"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -173,8 +173,8 @@ func TestPublishErrors(t *testing.T) {
 			}
 			msgs := pub.messages()
 			if tc.fatal != "" {
-				var fe *FatalError
-				if !errors.As(p.Err(), &fe) || !strings.Contains(fe.Error(), tc.fatal) || len(msgs) != 0 {
+				var fe *TopicError
+				if !errors.As(p.Err(), &fe) || fe.Field != tc.fatal || len(msgs) != 0 {
 					t.Fatalf("err %v, %d published; want a fatal error naming %s", p.Err(), len(msgs), tc.fatal)
 				}
 				if off, ok := c.Committable(); ok {
@@ -193,7 +193,7 @@ func TestPublishErrors(t *testing.T) {
 }
 
 // TestFatalWriteStopsProcessor: a permanent write error stops Run with the
-// *FatalError; the commit stays behind the unpublished record.
+// *TopicError; the commit stays behind the unpublished record.
 func TestFatalWriteStopsProcessor(t *testing.T) {
 	c := startCluster(t, 1)
 	c.produce(seqEvents(0, 5))
@@ -203,9 +203,9 @@ func TestFatalWriteStopsProcessor(t *testing.T) {
 	p := newFakeProcessor(t, cfg, okLookup(1))
 	run := runProcessor(t, p)
 	err := run.wait(t)
-	var fe *FatalError
-	if !errors.As(err, &fe) || fe.Topic != "no-such-topic" || !strings.Contains(err.Error(), "--output-topic") {
-		t.Fatalf("Run = %v, want a fatal error naming --output-topic", err)
+	var fe *TopicError
+	if !errors.As(err, &fe) || fe.Topic != "no-such-topic" || fe.Field != "OutputTopic" {
+		t.Fatalf("Run = %v, want a fatal error naming OutputTopic", err)
 	}
 	if got := c.committed("fatal-write"); got[0] > 0 {
 		t.Fatalf("committed %v with nothing published", got)
