@@ -55,9 +55,17 @@ const (
 	DefaultFetchMaxWait            = 250 * time.Millisecond
 	DefaultRecordRetryDeadline     = 10 * time.Minute
 	DefaultMaxRecordBytes          = 1 << 20 // Kafka's default max.message.bytes
-	// DefaultRebalanceTimeout is kafka-go's default rebalance timeout, used
-	// when Config.RebalanceTimeout is zero.
-	DefaultRebalanceTimeout = 30 * time.Second
+	// DefaultSessionTimeout, DefaultHeartbeatInterval and
+	// DefaultRebalanceTimeout time the group membership: a member that stops
+	// heartbeating (killed, partitioned) is removed after the session
+	// timeout, the brokers' default minimum (group.min.session.timeout.ms),
+	// so its partitions move within seconds rather than kafka-go's 30 s; a
+	// shorter timeout would remove members that merely pause (GC, a busy
+	// machine). The rebalance timeout bounds how long the group waits for
+	// members to drain and rejoin, and must exceed DrainTimeout.
+	DefaultSessionTimeout    = 6 * time.Second
+	DefaultHeartbeatInterval = time.Second
+	DefaultRebalanceTimeout  = 20 * time.Second
 )
 
 // Config configures a Processor (and a Pipeline). The zero value of every
@@ -157,8 +165,9 @@ type Config struct {
 	MaxRecordBytes int
 
 	// SessionTimeout, RebalanceTimeout and HeartbeatInterval tune the group
-	// membership. Defaults: kafka-go's (30s, 30s, 3s). RebalanceTimeout
-	// must exceed DrainTimeout.
+	// membership. Defaults 6s, 20s, 1s (see DefaultSessionTimeout).
+	// RebalanceTimeout must exceed DrainTimeout, HeartbeatInterval must be
+	// shorter than SessionTimeout.
 	SessionTimeout, RebalanceTimeout, HeartbeatInterval time.Duration
 
 	// Dialer connects the consumer (group coordinator and fetchers); set its
@@ -206,8 +215,11 @@ func (c Config) Validate() error {
 	} else if slices.Contains(c.Brokers, "") {
 		bad("Brokers", c.Brokers, "has an empty address")
 	}
-	if c.InputTopic != "" && (c.InputTopic == c.OutputTopic || c.InputTopic == c.DLQTopic) {
-		bad("InputTopic", c.InputTopic, "must differ from OutputTopic and DLQTopic")
+	if c.OutputTopic != "" && c.OutputTopic == c.InputTopic {
+		bad("OutputTopic", c.OutputTopic, "must differ from the input topic")
+	}
+	if c.DLQTopic != "" && (c.DLQTopic == c.InputTopic || c.DLQTopic == c.OutputTopic) {
+		bad("DLQTopic", c.DLQTopic, "must differ from the input and output topics")
 	}
 	switch c.StartOffset {
 	case "", StartEarliest, StartLatest:
@@ -263,6 +275,10 @@ func (c Config) Validate() error {
 				Other:  "RebalanceTimeout", OtherValue: rt})
 		}
 	}
+	if c.HeartbeatInterval > 0 && c.HeartbeatInterval >= cmp.Or(c.SessionTimeout, DefaultSessionTimeout) {
+		errs = append(errs, &ConfigError{Field: "HeartbeatInterval", Value: c.HeartbeatInterval, Reason: "must be shorter than",
+			Other: "SessionTimeout", OtherValue: cmp.Or(c.SessionTimeout, DefaultSessionTimeout)})
+	}
 	return errors.Join(errs...)
 }
 
@@ -302,6 +318,9 @@ func (c Config) withDefaults() Config {
 	defD(&c.PauseBackoff, DefaultPauseBackoff)
 	defD(&c.BatchTimeout, DefaultBatchTimeout)
 	defD(&c.FetchMaxWait, DefaultFetchMaxWait)
+	defD(&c.SessionTimeout, DefaultSessionTimeout)
+	defD(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	defD(&c.RebalanceTimeout, DefaultRebalanceTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

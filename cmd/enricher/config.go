@@ -26,6 +26,7 @@ import (
 
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
+	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
 // Environment variables read directly (not through a flag) because they hold secrets.
@@ -36,19 +37,14 @@ const (
 
 // Defaults shared by the flag definitions and the documentation.
 const (
-	defaultBrokers       = "127.0.0.1:9092"
-	defaultInputTopic    = "user-events"
-	defaultOutputTopic   = "user-events-enriched"
-	defaultDLQTopic      = "user-events-dlq"
-	defaultGroup         = "enricher"
-	defaultUserIDPointer = "/user_id"
-	defaultAPIRate       = 200.0
-	defaultMaxInFlight   = processor.DefaultMaxInFlight
-	defaultCacheTTL      = processor.DefaultCacheTTL
-	defaultCacheSize     = processor.DefaultCacheSize
-	defaultHTTPAddr      = ":9464"
-	maxAPIRate           = 200.0    // the API's documented per-SDKAppID limit
-	minRecordBytes       = 16 << 10 // processor.Config.MaxRecordBytes' lower bound
+	defaultBrokers     = "127.0.0.1:9092"
+	defaultInputTopic  = "user-events"
+	defaultOutputTopic = "user-events-enriched"
+	defaultDLQTopic    = "user-events-dlq"
+	defaultGroup       = "enricher"
+	defaultAPIRate     = 200.0
+	defaultHTTPAddr    = ":9464"
+	maxAPIRate         = 200.0 // the API's documented per-SDKAppID limit
 )
 
 // Values of --start-offset and --order-by.
@@ -105,17 +101,17 @@ func pipelineFlags() []cli.Flag {
 			Usage: "dead-letter topic for events that cannot be enriched"},
 		&cli.StringFlag{Name: "group", Category: catPipeline, Value: defaultGroup, Sources: env("ENRICHER_GROUP"),
 			Usage: "Kafka consumer group; instances in one group share the partitions"},
-		&cli.StringFlag{Name: "user-id-pointer", Category: catPipeline, Value: defaultUserIDPointer, Sources: env("ENRICHER_USER_ID_POINTER"),
+		&cli.StringFlag{Name: "user-id-pointer", Category: catPipeline, Value: schemas.DefaultUserIDPointer, Sources: env("ENRICHER_USER_ID_POINTER"),
 			Usage: "JSON `POINTER` (RFC 6901) to the user id inside each event"},
 		&cli.DurationFlag{Name: "unavailable-after", Category: catPipeline, Sources: env("ENRICHER_UNAVAILABLE_AFTER"),
 			Usage: "publish a record with status unavailable once the API has been unreachable this long for it (default 0: wait for the API, with consumption paused)"},
 		&cli.BoolFlag{Name: "auto-create-topics", Category: catPipeline, Sources: env("ENRICHER_AUTO_CREATE_TOPICS"),
 			Usage: "let the processor create missing output and DLQ topics (when the cluster allows it)"},
-		&cli.IntFlag{Name: "max-in-flight", Category: catPipeline, Value: defaultMaxInFlight, Sources: env("ENRICHER_MAX_IN_FLIGHT"),
+		&cli.IntFlag{Name: "max-in-flight", Category: catPipeline, Value: processor.DefaultMaxInFlight, Sources: env("ENRICHER_MAX_IN_FLIGHT"),
 			Usage: "events being enriched at once, across partitions"},
-		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: defaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
+		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: processor.DefaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
 			Usage: "how long a user's subscriptions are reused before asking the API again"},
-		&cli.IntFlag{Name: "cache-size", Category: catPipeline, Value: defaultCacheSize, Sources: env("ENRICHER_CACHE_SIZE"),
+		&cli.IntFlag{Name: "cache-size", Category: catPipeline, Value: processor.DefaultCacheSize, Sources: env("ENRICHER_CACHE_SIZE"),
 			Usage: "maximum users held in the cache"},
 		&cli.StringFlag{Name: "start-offset", Category: catPipeline, Value: startEarliest, Sources: env("ENRICHER_START_OFFSET"),
 			Usage: "`POSITION` where a consumer group with no committed offset starts: " + startEarliest + " (oldest retained event) or " + startLatest +
@@ -136,6 +132,12 @@ func pipelineFlags() []cli.Flag {
 			Usage: "period of offset commits (offsets are also committed on rebalance and shutdown)"},
 		&cli.DurationFlag{Name: "drain-timeout", Category: catPipeline, Value: processor.DefaultDrainTimeout, Sources: env("ENRICHER_DRAIN_TIMEOUT"),
 			Usage: "how long in-flight events of revoked partitions may finish on a rebalance before they are dropped (uncommitted, so redelivered)"},
+		&cli.DurationFlag{Name: "session-timeout", Category: catPipeline, Value: processor.DefaultSessionTimeout, Sources: env("ENRICHER_SESSION_TIMEOUT"),
+			Usage: "consumer-group session timeout: a member silent this long (killed, partitioned) is removed and its partitions move; at least the brokers' group.min.session.timeout.ms (6s by default)"},
+		&cli.DurationFlag{Name: "heartbeat-interval", Category: catPipeline, Value: processor.DefaultHeartbeatInterval, Sources: env("ENRICHER_HEARTBEAT_INTERVAL"),
+			Usage: "period of consumer-group heartbeats; well under --session-timeout (a third or less)"},
+		&cli.DurationFlag{Name: "rebalance-timeout", Category: catPipeline, Value: processor.DefaultRebalanceTimeout, Sources: env("ENRICHER_REBALANCE_TIMEOUT"),
+			Usage: "how long the group waits for members to rejoin in a rebalance; longer than --drain-timeout"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Category: catPipeline, Value: processor.DefaultShutdownTimeout, Sources: env("ENRICHER_SHUTDOWN_TIMEOUT"),
 			Usage: "how long in-flight events may finish on SIGINT/SIGTERM before the process stops (unfinished ones are redelivered)"},
 	}
@@ -182,27 +184,6 @@ type kafkaSettings struct {
 	Brokers []string
 	TLS     *tls.Config    // nil: plaintext
 	SASL    sasl.Mechanism // nil: no SASL
-}
-
-// pipelineSettings are the processor's topics and tuning.
-type pipelineSettings struct {
-	InputTopic, OutputTopic, DLQTopic, Group string
-	UserIDPointer                            string
-	MaxInFlight                              int
-	CacheTTL                                 time.Duration
-	CacheSize                                int
-	AutoCreateTopics                         bool
-	UnavailableAfter                         time.Duration
-	StartOffset                              processor.StartOffset
-	MaxInFlightPerPartition                  int
-	MaxEventBytes                            int
-	MaxRecordBytes                           int
-	RecordRetryDeadline                      time.Duration
-	NegativeCacheTTL                         time.Duration
-	OrderBy                                  processor.OrderBy
-	CommitInterval                           time.Duration
-	DrainTimeout                             time.Duration
-	ShutdownTimeout                          time.Duration
 }
 
 // tencentSettings are the REST API credentials and budget.
@@ -323,8 +304,11 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 	return s, nil
 }
 
-func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
-	s := pipelineSettings{
+// parsePipeline reads the processor's topics and tuning into its Config
+// (without the connection and telemetry settings, see withKafka). A setting
+// the processor rejects is reported as its flag (configError).
+func parsePipeline(cmd *cli.Command) (processor.Config, error) {
+	c := processor.Config{
 		InputTopic:          strings.TrimSpace(cmd.String("input-topic")),
 		OutputTopic:         strings.TrimSpace(cmd.String("output-topic")),
 		DLQTopic:            strings.TrimSpace(cmd.String("dlq-topic")),
@@ -342,76 +326,116 @@ func parsePipeline(cmd *cli.Command) (pipelineSettings, error) {
 		CommitInterval:      cmd.Duration("commit-interval"),
 		DrainTimeout:        cmd.Duration("drain-timeout"),
 		ShutdownTimeout:     cmd.Duration("shutdown-timeout"),
+		SessionTimeout:      cmd.Duration("session-timeout"),
+		HeartbeatInterval:   cmd.Duration("heartbeat-interval"),
+		RebalanceTimeout:    cmd.Duration("rebalance-timeout"),
+		// The per-partition default may exceed a small --max-in-flight;
+		// only an explicit setting above it is an error.
+		MaxInFlightPerPartition: min(cmd.Int("max-in-flight-per-partition"), cmd.Int("max-in-flight")),
 	}
-	for _, name := range []string{"input-topic", "output-topic", "dlq-topic", "group"} {
-		if strings.TrimSpace(cmd.String(name)) == "" {
-			return s, flagError(cmd, name, "must not be empty")
-		}
-	}
-	if s.InputTopic == s.OutputTopic || s.InputTopic == s.DLQTopic || s.OutputTopic == s.DLQTopic {
-		return s, usageError{fmt.Errorf("%s, %s and %s must be three different topics",
-			flagRef(cmd, "input-topic"), flagRef(cmd, "output-topic"), flagRef(cmd, "dlq-topic"))}
-	}
-	if s.UserIDPointer == "" {
-		return s, flagError(cmd, "user-id-pointer", "must not be empty")
-	}
-	if !strings.HasPrefix(s.UserIDPointer, "/") {
-		return s, flagError(cmd, "user-id-pointer", "must be a JSON pointer starting with \"/\", got %q", s.UserIDPointer)
-	}
-	if s.MaxInFlight < 1 {
-		return s, flagError(cmd, "max-in-flight", "must be at least 1, got %d", s.MaxInFlight)
-	}
-	// The per-partition default may exceed a small --max-in-flight; only an
-	// explicit setting above it is an error.
-	s.MaxInFlightPerPartition = min(cmd.Int("max-in-flight-per-partition"), s.MaxInFlight)
 	if cmd.IsSet("max-in-flight-per-partition") {
-		s.MaxInFlightPerPartition = cmd.Int("max-in-flight-per-partition")
-		if s.MaxInFlightPerPartition < 1 || s.MaxInFlightPerPartition > s.MaxInFlight {
-			return s, flagError(cmd, "max-in-flight-per-partition", "must be between 1 and --max-in-flight (%d), got %d", s.MaxInFlight, s.MaxInFlightPerPartition)
+		c.MaxInFlightPerPartition = cmd.Int("max-in-flight-per-partition")
+	}
+	// The processor reads zero as "the default": a flag set to zero (or
+	// less) is an operator's mistake, not a request for the default.
+	for _, name := range positiveFlags {
+		if !hasFlag(cmd, name) {
+			continue
 		}
-	}
-	if s.MaxEventBytes < 1 {
-		return s, flagError(cmd, "max-event-bytes", "must be at least 1, got %d", s.MaxEventBytes)
-	}
-	if s.MaxRecordBytes < minRecordBytes {
-		return s, flagError(cmd, "max-record-bytes", "must be at least %d, got %d", minRecordBytes, s.MaxRecordBytes)
-	}
-	if s.CacheSize < 1 {
-		return s, flagError(cmd, "cache-size", "must be at least 1, got %d", s.CacheSize)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"cache-ttl", s.CacheTTL}, {"negative-cache-ttl", s.NegativeCacheTTL}, {"commit-interval", s.CommitInterval},
-		{"drain-timeout", s.DrainTimeout}, {"shutdown-timeout", s.ShutdownTimeout}, {"record-retry-deadline", s.RecordRetryDeadline},
-	} {
-		if d.v <= 0 {
-			return s, flagError(cmd, d.name, "must be positive, got %s", d.v)
+		switch v := cmd.Value(name).(type) {
+		case int:
+			if v < 1 {
+				return c, flagError(cmd, name, "must be at least 1, got %d", v)
+			}
+		case time.Duration:
+			if v <= 0 {
+				return c, flagError(cmd, name, "must be positive, got %s", v)
+			}
 		}
-	}
-	if s.UnavailableAfter < 0 {
-		return s, flagError(cmd, "unavailable-after", "must not be negative, got %s", s.UnavailableAfter)
 	}
 	switch v := strings.ToLower(strings.TrimSpace(cmd.String("order-by"))); v {
 	case orderByKafkaKey:
-		s.OrderBy = processor.OrderByKafkaKey
+		c.OrderBy = processor.OrderByKafkaKey
 	case orderByUser:
-		s.OrderBy = processor.OrderByUser
+		c.OrderBy = processor.OrderByUser
 	default:
-		return s, flagError(cmd, "order-by", "must be %s or %s, got %q", orderByKafkaKey, orderByUser, v)
+		return c, flagError(cmd, "order-by", "must be %s or %s, got %q", orderByKafkaKey, orderByUser, v)
 	}
 	// replay has no --start-offset: its range fixes where it starts.
 	if hasFlag(cmd, "start-offset") {
-		switch v := strings.ToLower(strings.TrimSpace(cmd.String("start-offset"))); v {
-		case startEarliest, startLatest:
-			s.StartOffset = processor.StartOffset(v)
-		default:
-			return s, flagError(cmd, "start-offset", "must be %s or %s, got %q", startEarliest, startLatest, v)
-		}
+		c.StartOffset = processor.StartOffset(strings.ToLower(strings.TrimSpace(cmd.String("start-offset"))))
 	}
-	// The processor's own rules are the last word (e.g. the JSON pointer syntax).
-	return s, checkPipeline(cmd, s)
+	check := c
+	check.Brokers = []string{"127.0.0.1:9092"} // --brokers is parsed apart
+	if err := check.Validate(); err != nil {
+		return c, configError(cmd, err)
+	}
+	return c, nil
+}
+
+// positiveFlags are the numeric pipeline flags that must be positive.
+var positiveFlags = []string{
+	"max-in-flight", "max-in-flight-per-partition", "max-event-bytes", "max-record-bytes", "cache-size",
+	"cache-ttl", "negative-cache-ttl", "commit-interval", "drain-timeout", "shutdown-timeout", "record-retry-deadline",
+	"session-timeout", "heartbeat-interval", "rebalance-timeout",
+}
+
+// configFlags maps the Config fields of the client and processor packages
+// ("package.Field") to the flags that set them, so that a *ConfigError is
+// reported as the operator's flag.
+var configFlags = map[string]string{
+	"processor.Brokers": "brokers", "processor.InputTopic": "input-topic", "processor.OutputTopic": "output-topic",
+	"processor.DLQTopic": "dlq-topic", "processor.Group": "group", "processor.StartOffset": "start-offset",
+	"processor.UserIDPointer": "user-id-pointer", "processor.OrderBy": "order-by", "processor.MaxEventBytes": "max-event-bytes",
+	"processor.MaxInFlight": "max-in-flight", "processor.MaxInFlightPerPartition": "max-in-flight-per-partition",
+	"processor.CacheTTL": "cache-ttl", "processor.NegativeCacheTTL": "negative-cache-ttl", "processor.CacheSize": "cache-size",
+	"processor.CommitInterval": "commit-interval", "processor.DrainTimeout": "drain-timeout",
+	"processor.ShutdownTimeout": "shutdown-timeout", "processor.UnavailableAfter": "unavailable-after",
+	"processor.RecordRetryDeadline": "record-retry-deadline", "processor.MaxRecordBytes": "max-record-bytes",
+	"processor.SessionTimeout": "session-timeout", "processor.HeartbeatInterval": "heartbeat-interval",
+	"processor.RebalanceTimeout": "rebalance-timeout",
+	"processor.From":             "from", "processor.To": "to", "processor.Offsets": "offsets",
+}
+
+// configError reports a *ConfigError of the client or processor as the
+// flag that sets its field; an error of another kind is returned as it is.
+func configError(cmd *cli.Command, err error) error {
+	var pe *processor.ConfigError
+	if errors.As(err, &pe) {
+		return fieldError(cmd, "processor", pe.Field, pe.Value, pe.Reason, pe.Other, pe.OtherValue)
+	}
+	if errors.Is(err, processor.ErrConfig) {
+		return badConfig("%w", err)
+	}
+	return err
+}
+
+// fieldError is the usage error of field of package pkg: its flag, the
+// reason, the other flag the rule compares with, and the value given.
+func fieldError(cmd *cli.Command, pkg, field string, value any, reason, other string, otherValue any) error {
+	name := func(field string) (string, bool) {
+		flag, ok := configFlags[pkg+"."+field]
+		if !ok || !hasFlag(cmd, flag) {
+			return field, false
+		}
+		return flagRef(cmd, flag), true
+	}
+	ref, ok := name(field)
+	if !ok {
+		return badConfig("%s %s", ref, reason) // no flag sets it: a wiring error, named as the package does
+	}
+	msg := ref + " " + reason
+	if other != "" {
+		o, _ := name(other)
+		msg += fmt.Sprintf(" %s (%v)", o, otherValue)
+	}
+	flag := configFlags[pkg+"."+field]
+	if v := flagValue(cmd, flag); v != "" {
+		msg += fmt.Sprintf(", got %q", v)
+	} else if value != nil && value != "" {
+		msg += fmt.Sprintf(", got %v", value)
+	}
+	return usageError{errors.New(msg)}
 }
 
 // hasFlag reports whether cmd defines the flag.
@@ -616,73 +640,6 @@ func clientConfigError(cmd *cli.Command, s tencentSettings, err error) error {
 		return cerr
 	}
 	return err
-}
-
-// processorField is one processor.Config field fed by a flag.
-type processorField struct {
-	flag string
-	set  func(*processor.Config, pipelineSettings)
-	what string // continues "--flag (ENV) ..." when the processor rejects the value
-}
-
-var processorFields = []processorField{
-	{"input-topic", func(c *processor.Config, p pipelineSettings) { c.InputTopic = p.InputTopic }, "must name a topic"},
-	{"output-topic", func(c *processor.Config, p pipelineSettings) { c.OutputTopic = p.OutputTopic }, "must name a topic"},
-	{"dlq-topic", func(c *processor.Config, p pipelineSettings) { c.DLQTopic = p.DLQTopic }, "must name a topic"},
-	{"group", func(c *processor.Config, p pipelineSettings) { c.Group = p.Group }, "must name a consumer group"},
-	{"user-id-pointer", func(c *processor.Config, p pipelineSettings) { c.UserIDPointer = p.UserIDPointer },
-		"must be a JSON pointer (RFC 6901) such as /user_id"},
-	{"start-offset", func(c *processor.Config, p pipelineSettings) { c.StartOffset = p.StartOffset },
-		"must be " + startEarliest + " or " + startLatest},
-	{"order-by", func(c *processor.Config, p pipelineSettings) { c.OrderBy = p.OrderBy },
-		"must be " + orderByKafkaKey + " or " + orderByUser},
-	{"max-in-flight", func(c *processor.Config, p pipelineSettings) {
-		c.MaxInFlight, c.MaxInFlightPerPartition = p.MaxInFlight, min(p.MaxInFlight, 1)
-	}, "must be at least 1"},
-	{"max-in-flight-per-partition", func(c *processor.Config, p pipelineSettings) {
-		c.MaxInFlight, c.MaxInFlightPerPartition = p.MaxInFlight, p.MaxInFlightPerPartition
-	}, "must be between 1 and --max-in-flight"},
-	{"max-event-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxEventBytes = p.MaxEventBytes }, "must be at least 1"},
-	{"max-record-bytes", func(c *processor.Config, p pipelineSettings) { c.MaxRecordBytes = p.MaxRecordBytes }, "must be at least 16 KiB (16384)"},
-	{"record-retry-deadline", func(c *processor.Config, p pipelineSettings) { c.RecordRetryDeadline = p.RecordRetryDeadline }, "must be positive"},
-	{"cache-size", func(c *processor.Config, p pipelineSettings) { c.CacheSize = p.CacheSize }, "must be at least 1"},
-	{"cache-ttl", func(c *processor.Config, p pipelineSettings) { c.CacheTTL = p.CacheTTL }, "must be positive"},
-	{"negative-cache-ttl", func(c *processor.Config, p pipelineSettings) { c.NegativeCacheTTL = p.NegativeCacheTTL }, "must be positive"},
-	{"commit-interval", func(c *processor.Config, p pipelineSettings) { c.CommitInterval = p.CommitInterval }, "must be positive"},
-	{"drain-timeout", func(c *processor.Config, p pipelineSettings) { c.DrainTimeout = p.DrainTimeout }, "must be positive"},
-	{"shutdown-timeout", func(c *processor.Config, p pipelineSettings) { c.ShutdownTimeout = p.ShutdownTimeout }, "must be positive"},
-	{"unavailable-after", func(c *processor.Config, p pipelineSettings) { c.UnavailableAfter = p.UnavailableAfter }, "must not be negative"},
-}
-
-// validProcessorConfig is a processor.Config that passes Validate; the
-// probes change one field of it.
-func validProcessorConfig() processor.Config {
-	return processor.Config{Brokers: []string{"127.0.0.1:9092"}, InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g"}
-}
-
-// checkPipeline validates every flag-fed processor field with the
-// processor's rules.
-func checkPipeline(cmd *cli.Command, p pipelineSettings) error {
-	for _, f := range processorFields {
-		c := validProcessorConfig()
-		f.set(&c, p)
-		if c.Validate() != nil {
-			return flagError(cmd, f.flag, "%s, got %q", f.what, flagValue(cmd, f.flag))
-		}
-	}
-	return nil
-}
-
-// processorConfigError maps an error of processor.New or NewReplay to the
-// flag at fault; an error no flag explains is returned as is.
-func processorConfigError(cmd *cli.Command, p pipelineSettings, err error) error {
-	if !errors.Is(err, processor.ErrConfig) {
-		return err
-	}
-	if perr := checkPipeline(cmd, p); perr != nil {
-		return perr
-	}
-	return badConfig("%w", err)
 }
 
 // flagValue is the flag's value as the operator gave it.

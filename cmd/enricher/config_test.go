@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v3"
+
+	"github.com/tencentchat-enricher/enricher/processor"
 )
 
 // testSecret is a sentinel secret key; no output may ever contain it.
@@ -67,12 +69,12 @@ func TestPipelinePrecedence(t *testing.T) {
 		ttl   time.Duration
 		infl  int
 	}{
-		{name: "default", topic: defaultInputTopic, ttl: defaultCacheTTL, infl: defaultMaxInFlight},
+		{name: "default", topic: defaultInputTopic, ttl: processor.DefaultCacheTTL, infl: processor.DefaultMaxInFlight},
 		{name: "env over default", env: map[string]string{"ENRICHER_INPUT_TOPIC": "env-topic", "ENRICHER_CACHE_TTL": "90s", "ENRICHER_MAX_IN_FLIGHT": "7"},
 			topic: "env-topic", ttl: 90 * time.Second, infl: 7},
 		{name: "flag over env", env: map[string]string{"ENRICHER_INPUT_TOPIC": "env-topic", "ENRICHER_CACHE_TTL": "90s", "ENRICHER_MAX_IN_FLIGHT": "7"},
 			args: []string{"--input-topic", "flag-topic", "--cache-ttl", "2m", "--max-in-flight", "9"}, topic: "flag-topic", ttl: 2 * time.Minute, infl: 9},
-		{name: "flag over default", args: []string{"--input-topic=flag-topic"}, topic: "flag-topic", ttl: defaultCacheTTL, infl: defaultMaxInFlight},
+		{name: "flag over default", args: []string{"--input-topic=flag-topic"}, topic: "flag-topic", ttl: processor.DefaultCacheTTL, infl: processor.DefaultMaxInFlight},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -76,7 +76,7 @@ type devSettings struct {
 	SummaryInterval time.Duration
 	Samples         int
 	Gen             eventgen.Config
-	Pipeline        pipelineSettings
+	Pipeline        processor.Config
 	Ops             opsSettings
 }
 
@@ -178,9 +178,9 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	defer api.Close()
 
 	k := kafkaSettings{Brokers: []string{broker.Addr()}}
-	proc, err := processor.New(processorConfig(k, s.Pipeline, log, prov), api)
+	proc, err := processor.New(withKafka(s.Pipeline, k, log, prov), api)
 	if err != nil {
-		return processorConfigError(cmd, s.Pipeline, err)
+		return configError(cmd, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(k, proc, api), log)
 	if err != nil {

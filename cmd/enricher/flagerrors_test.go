@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,9 +106,9 @@ func TestAPIRateBoundMatchesClient(t *testing.T) {
 	}
 }
 
-// TestFieldTablesMatchFlags: every row of the field→flag tables names a
-// real flag of run, and a bad value of that field alone is reported as
-// that flag.
+// TestFieldTablesMatchFlags: every row of the client field→flag table
+// names a real flag of run, and a bad value of that field alone is
+// reported as that flag.
 func TestFieldTablesMatchFlags(t *testing.T) {
 	run := runCommand()
 	for _, f := range clientFields {
@@ -117,59 +116,6 @@ func TestFieldTablesMatchFlags(t *testing.T) {
 			t.Errorf("clientFields: run has no --%s", f.flag)
 		}
 	}
-	for _, f := range processorFields {
-		if !hasFlag(run, f.flag) {
-			t.Errorf("processorFields: run has no --%s", f.flag)
-		}
-	}
-
-	goodP := pipelineSettings{InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g", UserIDPointer: "/user_id",
-		MaxInFlight: 4, MaxInFlightPerPartition: 2, MaxEventBytes: 1, MaxRecordBytes: 1 << 20, RecordRetryDeadline: time.Minute,
-		CacheTTL: time.Second, NegativeCacheTTL: time.Second,
-		CacheSize: 1, CommitInterval: time.Second, DrainTimeout: time.Second, ShutdownTimeout: time.Second,
-		StartOffset: processor.StartLatest, OrderBy: processor.OrderByUser}
-	if err := checkPipeline(run, goodP); err != nil {
-		t.Fatalf("valid settings rejected: %v", err)
-	}
-	pipelineCases := []struct {
-		flag   string
-		break_ func(*pipelineSettings)
-	}{
-		{"input-topic", func(p *pipelineSettings) { p.InputTopic = "out" }},
-		{"group", func(p *pipelineSettings) { p.Group = "" }},
-		{"user-id-pointer", func(p *pipelineSettings) { p.UserIDPointer = "/a~9" }},
-		{"start-offset", func(p *pipelineSettings) { p.StartOffset = "middle" }},
-		{"order-by", func(p *pipelineSettings) { p.OrderBy = "partition" }},
-		{"max-in-flight", func(p *pipelineSettings) { p.MaxInFlight = -1 }},
-		{"max-in-flight-per-partition", func(p *pipelineSettings) { p.MaxInFlightPerPartition = 5 }},
-		{"max-event-bytes", func(p *pipelineSettings) { p.MaxEventBytes = -1 }},
-		{"max-record-bytes", func(p *pipelineSettings) { p.MaxRecordBytes = 100 }},
-		{"record-retry-deadline", func(p *pipelineSettings) { p.RecordRetryDeadline = -time.Second }},
-		{"cache-size", func(p *pipelineSettings) { p.CacheSize = -1 }},
-		{"cache-ttl", func(p *pipelineSettings) { p.CacheTTL = -time.Second }},
-		{"negative-cache-ttl", func(p *pipelineSettings) { p.NegativeCacheTTL = -time.Second }},
-		{"commit-interval", func(p *pipelineSettings) { p.CommitInterval = -time.Second }},
-		{"drain-timeout", func(p *pipelineSettings) { p.DrainTimeout = -time.Second }},
-		{"shutdown-timeout", func(p *pipelineSettings) { p.ShutdownTimeout = -time.Second }},
-		{"unavailable-after", func(p *pipelineSettings) { p.UnavailableAfter = -time.Second }},
-	}
-	for _, tt := range pipelineCases {
-		p := goodP
-		tt.break_(&p)
-		// The processor's own verdict on the broken field.
-		if err := processorConfig(kafkaSettings{Brokers: []string{"127.0.0.1:9092"}}, p, nil, &telemetry.Providers{}).Validate(); err == nil {
-			t.Errorf("%s: the processor accepts the broken value; the case tests nothing", tt.flag)
-			continue
-		}
-		err := checkPipeline(run, p)
-		if err == nil || !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
-			t.Errorf("%s: checkPipeline = %v, want an error naming %s", tt.flag, err, flagRef(run, tt.flag))
-		}
-		if perr := processorConfigError(run, p, fmt.Errorf("new: %w", processor.ErrConfig)); perr == nil || !strings.Contains(perr.Error(), flagRef(run, tt.flag)) {
-			t.Errorf("%s: processorConfigError = %v", tt.flag, perr)
-		}
-	}
-
 	goodT := tencentSettings{BaseURL: "https://example.com", SDKAppID: 1, Admin: "a", SecretKey: "k", Rate: 100}
 	if err := checkTencent(run, goodT); err != nil {
 		t.Fatalf("valid settings rejected: %v", err)
@@ -194,6 +140,62 @@ func TestFieldTablesMatchFlags(t *testing.T) {
 		for _, f := range goFieldNames {
 			if cerr != nil && strings.Contains(cerr.Error(), f) {
 				t.Errorf("%s: %q names %q", tt.flag, cerr, f)
+			}
+		}
+	}
+}
+
+// TestProcessorConfigErrorsNameFlags: every field the processor rejects
+// is reported as the flag that sets it, and every row of configFlags names
+// a real flag of run or replay.
+func TestProcessorConfigErrorsNameFlags(t *testing.T) {
+	run, replay := runCommand(), replayCommand()
+	for key, flag := range configFlags {
+		if !hasFlag(run, flag) && !hasFlag(replay, flag) {
+			t.Errorf("configFlags[%q]: neither run nor replay has --%s", key, flag)
+		}
+	}
+	good := processor.Config{Brokers: []string{"127.0.0.1:9092"}, InputTopic: "in", OutputTopic: "out", DLQTopic: "dlq", Group: "g"}
+	cases := []struct {
+		flag   string
+		break_ func(*processor.Config)
+	}{
+		{"input-topic", func(c *processor.Config) { c.InputTopic = "" }},
+		{"output-topic", func(c *processor.Config) { c.OutputTopic = "in" }},
+		{"dlq-topic", func(c *processor.Config) { c.DLQTopic = "out" }},
+		{"group", func(c *processor.Config) { c.Group = "" }},
+		{"brokers", func(c *processor.Config) { c.Brokers = []string{""} }},
+		{"user-id-pointer", func(c *processor.Config) { c.UserIDPointer = "/a~9" }},
+		{"start-offset", func(c *processor.Config) { c.StartOffset = "middle" }},
+		{"max-in-flight", func(c *processor.Config) { c.MaxInFlight = -1 }},
+		{"max-in-flight-per-partition", func(c *processor.Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 4, 5 }},
+		{"max-event-bytes", func(c *processor.Config) { c.MaxEventBytes = -1 }},
+		{"max-record-bytes", func(c *processor.Config) { c.MaxRecordBytes = 100 }},
+		{"record-retry-deadline", func(c *processor.Config) { c.RecordRetryDeadline = -time.Second }},
+		{"cache-size", func(c *processor.Config) { c.CacheSize = -1 }},
+		{"cache-ttl", func(c *processor.Config) { c.CacheTTL = -time.Second }},
+		{"negative-cache-ttl", func(c *processor.Config) { c.NegativeCacheTTL = -time.Second }},
+		{"commit-interval", func(c *processor.Config) { c.CommitInterval = -time.Second }},
+		{"drain-timeout", func(c *processor.Config) { c.DrainTimeout = 40 * time.Second }},
+		{"shutdown-timeout", func(c *processor.Config) { c.ShutdownTimeout = -time.Second }},
+		{"unavailable-after", func(c *processor.Config) { c.UnavailableAfter = -time.Second }},
+		{"heartbeat-interval", func(c *processor.Config) { c.HeartbeatInterval = 10 * time.Second }},
+	}
+	for _, tt := range cases {
+		c := good
+		tt.break_(&c)
+		verr := c.Validate()
+		if verr == nil {
+			t.Errorf("%s: the processor accepts the broken value; the case tests nothing", tt.flag)
+			continue
+		}
+		err := configError(run, verr)
+		if !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
+			t.Errorf("%s: configError = %v, want an error naming %s first", tt.flag, err, flagRef(run, tt.flag))
+		}
+		for _, f := range goFieldNames {
+			if strings.Contains(err.Error(), f) {
+				t.Errorf("%s: %q names %q", tt.flag, err, f)
 			}
 		}
 	}
@@ -243,7 +245,7 @@ func TestPipelineFlagsReachProcessor(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := processorConfig(kafkaSettings{Brokers: []string{"127.0.0.1:9092"}}, p, nil, &telemetry.Providers{})
+			got := withKafka(p, kafkaSettings{Brokers: []string{"127.0.0.1:9092"}}, nil, &telemetry.Providers{})
 			want := defaults
 			tt.want(&want)
 			type knobs struct {

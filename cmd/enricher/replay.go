@@ -34,7 +34,7 @@ const (
 // replaySettings is the whole configuration of `replay`.
 type replaySettings struct {
 	Kafka    kafkaSettings
-	Pipeline pipelineSettings
+	Pipeline processor.Config
 	Tencent  tencentSettings
 	Ops      opsSettings
 	Range    processor.ReplayRange
@@ -205,14 +205,14 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer api.Close()
 
-	cfg := processorConfig(s.Kafka, s.Pipeline, log, prov)
+	cfg := withKafka(s.Pipeline, s.Kafka, log, prov)
 	replay, err := processor.NewReplay(cfg, s.Range)
 	if err != nil {
-		return processorConfigError(cmd, s.Pipeline, err)
+		return configError(cmd, err)
 	}
 	pipe, err := processor.NewPipeline(cfg, api)
 	if err != nil {
-		return processorConfigError(cmd, s.Pipeline, err)
+		return configError(cmd, err)
 	}
 	defer pipe.Close()
 

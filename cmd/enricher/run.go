@@ -14,7 +14,7 @@ import (
 // runSettings is the whole configuration of `run`.
 type runSettings struct {
 	Kafka    kafkaSettings
-	Pipeline pipelineSettings
+	Pipeline processor.Config
 	Tencent  tencentSettings
 	Ops      opsSettings
 }
@@ -75,9 +75,9 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	}
 	defer api.Close()
 
-	proc, err := processor.New(processorConfig(s.Kafka, s.Pipeline, log, prov), api)
+	proc, err := processor.New(withKafka(s.Pipeline, s.Kafka, log, prov), api)
 	if err != nil {
-		return processorConfigError(cmd, s.Pipeline, err)
+		return configError(cmd, err)
 	}
 	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
 	if err != nil {

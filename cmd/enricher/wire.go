@@ -70,37 +70,16 @@ func newClient(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *tele
 	return api, nil
 }
 
-// processorConfig maps the Kafka and pipeline settings onto the processor's Config.
-func processorConfig(k kafkaSettings, p pipelineSettings, log *slog.Logger, prov *telemetry.Providers) processor.Config {
-	return processor.Config{
-		Brokers:       k.Brokers,
-		InputTopic:    p.InputTopic,
-		OutputTopic:   p.OutputTopic,
-		DLQTopic:      p.DLQTopic,
-		Group:         p.Group,
-		UserIDPointer: p.UserIDPointer,
-		MaxInFlight:   p.MaxInFlight,
-		// The per-partition bound may not exceed the total.
-		MaxInFlightPerPartition: p.MaxInFlightPerPartition,
-		StartOffset:             p.StartOffset,
-		OrderBy:                 p.OrderBy,
-		MaxEventBytes:           p.MaxEventBytes,
-		MaxRecordBytes:          p.MaxRecordBytes,
-		RecordRetryDeadline:     p.RecordRetryDeadline,
-		NegativeCacheTTL:        p.NegativeCacheTTL,
-		CommitInterval:          p.CommitInterval,
-		DrainTimeout:            p.DrainTimeout,
-		ShutdownTimeout:         p.ShutdownTimeout,
-		CacheTTL:                p.CacheTTL,
-		CacheSize:               p.CacheSize,
-		AutoCreateTopics:        p.AutoCreateTopics,
-		UnavailableAfter:        p.UnavailableAfter,
-		Dialer:                  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: k.SASL},
-		Transport:               &kafka.Transport{TLS: k.TLS, SASL: k.SASL},
-		Logger:                  log,
-		TracerProvider:          prov.TracerProvider,
-		MeterProvider:           prov.MeterProvider,
-	}
+// withKafka completes the processor's Config with the cluster connection
+// and the telemetry.
+func withKafka(c processor.Config, k kafkaSettings, log *slog.Logger, prov *telemetry.Providers) processor.Config {
+	c.Brokers = k.Brokers
+	c.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: k.SASL}
+	c.Transport = &kafka.Transport{TLS: k.TLS, SASL: k.SASL}
+	c.Logger = log
+	c.TracerProvider = prov.TracerProvider
+	c.MeterProvider = prov.MeterProvider
+	return c
 }
 
 // readiness is what /readyz checks: the group is joined, a broker answers,
