@@ -47,7 +47,19 @@ type offsetRun struct {
 // below base, entries not done, and entries out of order are left out:
 // leaving out an offset only means its record is delivered again.
 func newCompletedSet(base int64, pending []wmEntry) completedSet {
+	// Count the runs first to allocate them once: a done record starts a
+	// run unless the record before it is done at the offset before.
+	n, prev := 0, wmEntry{offset: base}
+	for _, e := range pending {
+		if e.done && e.offset > base && !(prev.done && prev.offset == e.offset-1) {
+			n++
+		}
+		prev = e
+	}
 	c := completedSet{base: base}
+	if n > 0 {
+		c.runs = make([]offsetRun, 0, n)
+	}
 	for _, e := range pending {
 		if !e.done || e.offset <= base {
 			continue
