@@ -3,6 +3,7 @@ package processor
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -429,4 +430,164 @@ func TestMetadataTooLarge(t *testing.T) {
 	if got, ok := encodeMetadata(m, len(s)-1); ok || got != "enricher/2" {
 		t.Fatalf("one byte short: %q, %v", got, ok)
 	}
+}
+
+// TestMetadataSize measures encodings of typical in-flight windows and
+// bounds them.
+func TestMetadataSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	random := func(n int, p float64) completedSet {
+		es := make([]wmEntry, n)
+		for i := range es {
+			es[i] = wmEntry{offset: 7_000_000_000 + int64(i), done: i > 0 && r.Float64() < p}
+		}
+		return newCompletedSet(7_000_000_000, es)
+	}
+	tests := []struct {
+		name string
+		done completedSet
+		max  int
+	}{
+		{"1,000 in flight, every 3rd done", everyNth(123_456_789, 1000, 3), 220},
+		{"1,000 in flight, all but the head done", everyNth(123_456_789, 1000, 1).without(123_456_789), 40},
+		{"1,024 in flight, half done at random", random(1024, 0.5), 210},
+		{"1,024 in flight, 95% done at random", random(1024, 0.95), 210},
+		{"1,024 in flight, 5% done at random", random(1024, 0.05), 210},
+		{"10,000 in flight, every 3rd done", everyNth(123_456_789, 10_000, 3), 1700},
+	}
+	for _, tc := range tests {
+		s, ok := encodeMetadata(commitMeta{done: tc.done}, metadataBudget)
+		kind := "runs"
+		if strings.Contains(s, "bits=") {
+			kind = "bits"
+		}
+		t.Logf("%s: %d offsets in %d runs: %d bytes (%s)", tc.name, tc.done.len(), len(tc.done.runs), len(s), kind)
+		if !ok || len(s) > tc.max {
+			t.Errorf("%s: %d bytes, fits %v; want at most %d", tc.name, len(s), ok, tc.max)
+		}
+	}
+}
+
+// without returns c less the runs starting at off (a test helper for
+// shaping sets).
+func (c completedSet) without(off int64) completedSet {
+	out := completedSet{base: c.base}
+	for _, r := range c.runs {
+		if r.first != off {
+			out.runs = append(out.runs, r)
+		}
+	}
+	return out
+}
+
+func FuzzDecodeMetadata(f *testing.F) {
+	seeds := []commitMeta{
+		{},
+		{done: metaSet(10, offsetRun{12, 12})},
+		{done: metaSet(10, offsetRun{11, 1010})},
+		{done: everyNth(1_000_000, 300, 3)},
+		{done: metaSet(0, offsetRun{1000, 1000}, offsetRun{5000, 5009}, offsetRun{90000, 90000})},
+		{done: metaSet(math.MaxInt64-10, offsetRun{math.MaxInt64 - 8, math.MaxInt64 - 8}, offsetRun{math.MaxInt64 - 2, math.MaxInt64})},
+		{replay: true, start: 5, end: 900, stopped: true, done: metaSet(40, offsetRun{42, 44})},
+		{replay: true, start: 5, end: 900},
+	}
+	for _, m := range seeds {
+		s, _ := encodeMetadata(m, math.MaxInt)
+		f.Add(s)
+	}
+	f.Add("")
+	f.Add("enricher-replay/1 start=5 end=900 stopped")
+	f.Add("enricher/2 base=5 runs=" + b64(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0))
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := decodeMetadata(s)
+		if f := strings.Fields(s); len(f) > 0 && f[0] == replayV1Version && len(s) <= metadataDecodeLimit {
+			start, end, stopped, werr := parseCheckpoint(s)
+			if (err == nil) != (werr == nil) || err == nil && !m.equal(commitMeta{replay: true, start: start, end: end, stopped: stopped}) {
+				t.Fatalf("decodeMetadata(%q) = %v, %v; version 1 reader %d %d %v %v", s, m, err, start, end, stopped, werr)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, errMetadata) {
+				t.Fatalf("decodeMetadata(%q) error %v is not errMetadata", s, err)
+			}
+			return
+		}
+		if !m.done.valid() {
+			t.Fatalf("decodeMetadata(%q) gave a set breaking its invariants: %v", s, m.done)
+		}
+		enc, ok := encodeMetadata(m, math.MaxInt)
+		if !ok {
+			t.Fatalf("encodeMetadata of decoded %q did not fit: %q", s, enc)
+		}
+		if len(enc) > len(s) && strings.HasPrefix(s, metadataVersion) {
+			t.Fatalf("re-encoding of %q is longer: %q", s, enc)
+		}
+		m2, err := decodeMetadata(enc)
+		if err != nil {
+			t.Fatalf("decodeMetadata(encodeMetadata(decodeMetadata(%q))) = %v", s, err)
+		}
+		if !m2.equal(m) {
+			t.Fatalf("%q decoded to %v, its encoding %q to %v", s, m, enc, m2)
+		}
+		if enc2, _ := encodeMetadata(m2, math.MaxInt); enc2 != enc {
+			t.Fatalf("encoding not canonical: %q then %q", enc, enc2)
+		}
+		var n int64
+		for _, r := range m.done.runs {
+			n += r.last - r.first + 1
+			if !m.done.contains(r.first) || !m.done.contains(r.last) || m.done.contains(r.first-1) {
+				t.Fatalf("contains disagrees with run %v of %q", r, s)
+			}
+		}
+		if n != m.done.len() {
+			t.Fatalf("len = %d, want %d", m.done.len(), n)
+		}
+	})
+}
+
+func BenchmarkEncodeMetadata(b *testing.B) {
+	for _, n := range []int{256, 1024} {
+		for _, k := range []int{3, 50} {
+			c := everyNth(5_000_000_000, n, k)
+			b.Run(fmt.Sprintf("pending=%d/every=%d", n, k), func(b *testing.B) {
+				m := commitMeta{done: c}
+				b.ReportAllocs()
+				var size int
+				for b.Loop() {
+					s, _ := encodeMetadata(m, metadataBudget)
+					size = len(s)
+				}
+				b.ReportMetric(float64(size), "bytes")
+			})
+		}
+	}
+}
+
+func BenchmarkCompletedFromWatermark(b *testing.B) {
+	for _, n := range []int{256, 1024} {
+		es := make([]wmEntry, n)
+		for i := range es {
+			es[i] = wmEntry{offset: int64(i), done: i%3 == 2}
+		}
+		b.Run(fmt.Sprintf("pending=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				newCompletedSet(0, es)
+			}
+		})
+	}
+}
+
+func BenchmarkCompletedContains(b *testing.B) {
+	c := everyNth(0, 3000, 3) // 1,000 runs
+	b.ReportAllocs()
+	var hits int
+	off := int64(0)
+	for b.Loop() {
+		if c.contains(off) {
+			hits++
+		}
+		off = (off + 7) % 3000
+	}
+	_ = hits
 }
