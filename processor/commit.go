@@ -93,36 +93,52 @@ func (w *watermark) pending() int {
 }
 
 // committer commits the positions of one assignment's claims through the
-// assignment, remembering what each claim last committed. Used by one
-// goroutine, the pipeline's assignment loop.
+// assignment: each claim's watermark and the completed set above it,
+// whenever either changed. A completed set that does not fit the commit
+// metadata (metadataBudget) is left out and counted: the commit is then the
+// watermark alone, as safe, only less thrifty. Used by one goroutine, the
+// pipeline's assignment loop.
 type committer struct {
-	a      Assignment
-	claims []*Claim
-	last   map[*Claim]int64
-	log    *slog.Logger
+	a        Assignment
+	claims   []*Claim
+	last     map[*Claim]Position
+	log      *slog.Logger
+	overflow func() // counts a completed set left out
 }
 
-func newCommitter(a Assignment, claims []*Claim, log *slog.Logger) *committer {
-	return &committer{a: a, claims: claims, last: map[*Claim]int64{}, log: log}
+func newCommitter(a Assignment, claims []*Claim, log *slog.Logger, overflow func()) *committer {
+	return &committer{a: a, claims: claims, last: map[*Claim]Position{}, log: log, overflow: overflow}
 }
 
 // commitTimeout bounds one commit request, also the final one after ctx
 // ended.
 const commitTimeout = 10 * time.Second
 
-// commit commits every claim whose watermark moved since its last commit;
-// the final commit includes every claim with a position, moved or not.
+// position returns c's position: its watermark and completed set, or its
+// last committed offset while nothing was fetched.
+func (m *committer) position(c *Claim) Position {
+	set, ok := c.wm.completed()
+	if !ok {
+		return Position{Partition: c.partition, Offset: c.committed.Load()}
+	}
+	if _, fits := encodeMetadata(commitMeta{done: set}, metadataBudget); !fits {
+		m.overflow()
+		set = completedSet{base: set.base}
+	}
+	return Position{Partition: c.partition, Offset: set.base, done: set}
+}
+
+// commit commits every claim whose position changed since its last
+// commit; the final commit includes every claim with a position.
 func (m *committer) commit(ctx context.Context, final, clean bool) {
 	var positions []Position
 	for _, c := range m.claims {
-		off, ok := c.Committable()
-		if !ok {
-			off = c.committed.Load()
-		}
-		if off < 0 || (!final && off == m.last[c]) {
+		pos := m.position(c)
+		last, seen := m.last[c]
+		if pos.Offset < 0 || (!final && seen && pos.Offset == last.Offset && pos.done.equal(last.done)) {
 			continue
 		}
-		positions = append(positions, Position{Partition: c.partition, Offset: off})
+		positions = append(positions, pos)
 	}
 	if len(positions) == 0 {
 		return
@@ -136,7 +152,7 @@ func (m *committer) commit(ctx context.Context, final, clean bool) {
 	for _, c := range m.claims {
 		for _, pos := range positions {
 			if pos.Partition == c.partition {
-				m.last[c] = pos.Offset
+				m.last[c] = pos
 				c.Committed(pos.Offset)
 			}
 		}
@@ -156,13 +172,15 @@ func newKafkaClient(cfg Config) *kafka.Client {
 // commitOffsets commits positions of topic for group, as the member of a
 // generation or, with generation -1 and no member, as a standalone commit
 // (a tool resetting offsets does the same); metadata, when not nil, gives
-// each partition's commit metadata.
+// each partition's commit metadata (by default the completed set's).
 func commitOffsets(ctx context.Context, cl *kafka.Client, group string, generation int, member, topic string, positions []Position, metadata func(partition int) string) error {
 	commits := make([]kafka.OffsetCommit, len(positions))
 	for i, p := range positions {
 		commits[i] = kafka.OffsetCommit{Partition: p.Partition, Offset: p.Offset}
 		if metadata != nil {
 			commits[i].Metadata = metadata(p.Partition)
+		} else {
+			commits[i].Metadata, _ = encodeMetadata(commitMeta{done: p.done}, metadataMaxBytes)
 		}
 	}
 	res, err := cl.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
@@ -178,4 +196,30 @@ func commitOffsets(ctx context.Context, cl *kafka.Client, group string, generati
 		}
 	}
 	return nil
+}
+
+// fetchCompleted returns, per partition of topic, the offset group
+// committed and the completed set above it from the commit metadata
+// (empty when there is none, or it cannot be read: the partition is then
+// read from the committed offset, which only publishes again).
+func fetchCompleted(ctx context.Context, cl *kafka.Client, group, topic string, parts []int) (map[int]completedSet, error) {
+	res, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err == nil && res.Error != nil {
+		err = res.Error
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %q: %w", group, err)
+	}
+	out := map[int]completedSet{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil || p.CommittedOffset < 0 {
+			continue
+		}
+		if m, err := decodeMetadata(p.Metadata); err == nil {
+			if set, ok := m.completedAt(p.CommittedOffset); ok {
+				out[p.Partition] = set
+			}
+		}
+	}
+	return out, nil
 }

@@ -23,7 +23,10 @@ func (p *Pipeline) fetch(ctx context.Context, a Assignment, c *Claim, ps Partiti
 			return false, nil
 		}
 		var err error
-		if a.Skip(m) {
+		if ps.done.contains(m.Offset) {
+			err = c.Skip(ctx, m.Offset) // published by an earlier owner
+			p.met.recordSkippedPublished(ctx)
+		} else if a.Skip(m) {
 			err = c.Skip(ctx, m.Offset)
 		} else {
 			err = c.Submit(ctx, m)

@@ -57,6 +57,17 @@ func (s *GroupSource) Assign(ctx context.Context) (Assignment, error) {
 			continue
 		}
 		a := &generation{s: s, gen: gen, revoked: make(chan struct{}), done: make(chan struct{})}
+		var ids []int
+		for _, pa := range gen.Assignments[s.cfg.InputTopic] {
+			ids = append(ids, pa.ID)
+		}
+		if len(ids) > 0 {
+			if a.completed, err = fetchCompleted(ctx, s.cl, s.cfg.Group, s.cfg.InputTopic, ids); err != nil {
+				// Without the sets the partitions are read from the
+				// committed offsets: records are published again, none lost.
+				s.log.Warn("cannot read the published offsets above the committed ones", "error", err)
+			}
+		}
 		gen.Start(func(genCtx context.Context) {
 			defer context.AfterFunc(genCtx, func() { close(a.revoked) })()
 			<-a.done // kafka-go rejoins only after this returns
@@ -105,10 +116,11 @@ func (s *GroupSource) Close() error {
 
 // generation is the Assignment of one consumer-group generation.
 type generation struct {
-	s       *GroupSource
-	gen     *kafka.Generation
-	revoked chan struct{} // closed when the generation ends
-	done    chan struct{} // closed by Done: the generation's goroutine returns
+	s         *GroupSource
+	gen       *kafka.Generation
+	revoked   chan struct{}        // closed when the generation ends
+	completed map[int]completedSet // per partition: published above the committed offset
+	done      chan struct{}        // closed by Done: the generation's goroutine returns
 }
 
 func (g *generation) Topic() string            { return g.s.cfg.InputTopic }
@@ -121,7 +133,7 @@ func (g *generation) Partitions() []PartitionStart {
 	for i, a := range assigned {
 		// kafka-go gives the committed offset, or the configured start
 		// offset (FirstOffset, LastOffset) when there is none.
-		out[i] = PartitionStart{Partition: a.ID, Offset: a.Offset, End: -1, Committed: max(a.Offset, -1)}
+		out[i] = PartitionStart{Partition: a.ID, Offset: a.Offset, End: -1, Committed: max(a.Offset, -1), done: g.completed[a.ID]}
 	}
 	return out
 }

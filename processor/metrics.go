@@ -35,10 +35,14 @@ type metrics struct {
 	inflight     metric.Int64UpDownCounter
 	latency      metric.Float64Histogram // input timestamp to publish ack
 	processing   metric.Float64Histogram // fetch to publish ack
+	skipped      metric.Int64Counter     // records an earlier owner already published
+	overflows    metric.Int64Counter     // commits whose completed set did not fit
 	registration metric.Registration
 	nIn, nOut    atomic.Int64
 	nDLQ         atomic.Int64
 	nInFlight    atomic.Int64
+	nSkipped     atomic.Int64
+	nOverflows   atomic.Int64
 	byStatus     [4]atomic.Int64            // indexed by statusIndex
 	byClass      [len(classes)]atomic.Int64 // indexed by classIndex
 }
@@ -79,6 +83,8 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	x.inflight, _ = m.Int64UpDownCounter("enricher.records.inflight", metric.WithDescription("Records fetched and not yet published."), metric.WithUnit("{record}"))
 	x.latency, _ = m.Float64Histogram("enricher.record.latency", metric.WithDescription("End-to-end latency: input record timestamp to output acknowledged."), metric.WithUnit("s"))
 	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
+	x.skipped, _ = m.Int64Counter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
+	x.overflows, _ = m.Int64Counter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
 	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
 	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
 	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
@@ -105,6 +111,16 @@ func (m *metrics) recordIn(ctx context.Context) {
 	m.nInFlight.Add(1)
 	m.in.Add(ctx, 1)
 	m.inflight.Add(ctx, 1)
+}
+
+func (m *metrics) recordSkippedPublished(ctx context.Context) {
+	m.nSkipped.Add(1)
+	m.skipped.Add(ctx, 1)
+}
+
+func (m *metrics) recordMetadataOverflow() {
+	m.nOverflows.Add(1)
+	m.overflows.Add(context.Background(), 1)
 }
 
 func (m *metrics) recordDone(ctx context.Context) {
@@ -161,6 +177,10 @@ type Stats struct {
 	Pauses        int64            // times fetching paused because the API was unavailable
 	Paused        bool             // fetching is paused now
 	Partitions    []PartitionStats // by topic and partition
+	// SkippedPublished counts records skipped on assignment because an
+	// earlier owner had published them; MetadataOverflows the commits
+	// whose completed set did not fit the commit metadata.
+	SkippedPublished, MetadataOverflows int64
 }
 
 // PartitionStats describes one partition this processor owns.

@@ -181,7 +181,7 @@ func (p *Pipeline) runAssignment(ctx context.Context, a Assignment) {
 		close(fetched)
 	}()
 
-	commits := newCommitter(a, claims, log)
+	commits := newCommitter(a, claims, log, p.met.recordMetadataOverflow)
 	tick := time.NewTicker(p.cfg.CommitInterval)
 	defer tick.Stop()
 	revoked := a.Revoked()
@@ -339,6 +339,8 @@ func (p *Pipeline) Stats() Stats {
 		Pauses:      p.pause.pauses.Load(),
 		Paused:      p.pause.paused(),
 		Partitions:  p.partitionStats(),
+
+		SkippedPublished: m.nSkipped.Load(), MetadataOverflows: m.nOverflows.Load(),
 	}
 	for i, st := range statuses {
 		if n := m.byStatus[i].Load(); n > 0 {

@@ -89,8 +89,9 @@ type Replay struct {
 
 type replayPart struct {
 	ReplayPartition
-	committed int64 // last committed position
-	stopped   bool  // the stored checkpoint is a clean stop's
+	committed int64        // last committed position
+	done      completedSet // published above committed, from the checkpoint
+	stopped   bool         // the stored checkpoint is a clean stop's
 }
 
 // NewReplay returns a replay of r for cfg (the pipeline's configuration:
@@ -343,7 +344,7 @@ func (r *Replay) Assign(ctx context.Context) (Assignment, error) {
 	var running []Position
 	for _, part := range r.parts {
 		if part.Position < part.End {
-			running = append(running, Position{Partition: part.Partition, Offset: part.Position})
+			running = append(running, Position{Partition: part.Partition, Offset: part.Position, done: part.done})
 		}
 	}
 	r.mu.Unlock()
@@ -372,7 +373,7 @@ func (a *replayAssignment) Partitions() []PartitionStart {
 	var out []PartitionStart
 	for _, p := range a.parts {
 		if p.Position < p.End {
-			out = append(out, PartitionStart{Partition: p.Partition, Offset: p.Position, End: p.End, Committed: p.committed})
+			out = append(out, PartitionStart{Partition: p.Partition, Offset: p.Position, End: p.End, Committed: p.committed, done: p.done})
 		}
 	}
 	return out

@@ -4,22 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"github.com/segmentio/kafka-go"
 )
 
 // A replay's checkpoint is the committed offsets of its own consumer group
-// (Config.Group), committed without joining it, with the partition's start
-// and end offsets, fixed at the first start, in the commit metadata.
-
-// Commit metadata: "enricher-replay/1 start=S end=E", followed by
-// " stopped" in the final checkpoint of a run that stopped cleanly.
-const (
-	checkpointVersion = "enricher-replay/1"
-	checkpointStopped = "stopped"
-)
+// (Config.Group), committed without joining it. The commit metadata
+// (completed.go) carries the partition's start and end offsets, fixed at
+// the first start, the offsets above the committed one already published,
+// and, in the final checkpoint of a run that stopped cleanly, "stopped".
 
 // fetchCheckpoint returns the partitions stored by an earlier run, keyed by
 // partition; none for a new replay.
@@ -42,54 +35,24 @@ func (r *Replay) fetchCheckpoint(ctx context.Context, parts []int) (map[int]*rep
 		if p.CommittedOffset < 0 {
 			continue
 		}
-		start, end, stopped, err := parseCheckpoint(p.Metadata)
-		if err != nil {
-			return nil, fmt.Errorf("%w: group %q has offsets for %q partition %d that are not a replay checkpoint (%w); choose another group",
-				ErrConfig, r.cfg.Group, r.cfg.InputTopic, p.Partition, err)
+		m, err := decodeMetadata(p.Metadata)
+		if err == nil && !m.replay {
+			err = errNotReplay
 		}
-		pos := min(max(p.CommittedOffset, start), end)
+		if err != nil {
+			return nil, &ConfigError{Field: "Group", Value: r.cfg.Group,
+				Reason: fmt.Sprintf("holds offsets for %q partition %d that are not a replay checkpoint (%v); choose another group", r.cfg.InputTopic, p.Partition, err)}
+		}
+		pos := min(max(p.CommittedOffset, m.start), m.end)
+		done, _ := m.completedAt(p.CommittedOffset)
 		out[p.Partition] = &replayPart{
-			ReplayPartition: ReplayPartition{Partition: p.Partition, Start: start, End: end, Position: pos, Resumed: pos},
+			ReplayPartition: ReplayPartition{Partition: p.Partition, Start: m.start, End: m.end, Position: pos, Resumed: pos},
 			committed:       p.CommittedOffset,
-			stopped:         stopped,
+			stopped:         m.stopped,
+			done:            done,
 		}
 	}
 	return out, nil
-}
-
-// errCheckpoint marks commit metadata that is not a replay checkpoint.
-var errCheckpoint = errors.New("no replay checkpoint in the commit metadata")
-
-func formatCheckpoint(start, end int64, stopped bool) string {
-	s := fmt.Sprintf("%s start=%d end=%d", checkpointVersion, start, end)
-	if stopped {
-		s += " " + checkpointStopped
-	}
-	return s
-}
-
-func parseCheckpoint(s string) (start, end int64, stopped bool, err error) {
-	f := strings.Fields(s)
-	if len(f) == 4 && f[3] == checkpointStopped {
-		stopped, f = true, f[:3]
-	}
-	if len(f) != 3 || f[0] != checkpointVersion {
-		return 0, 0, false, errCheckpoint
-	}
-	vals := [2]int64{}
-	for i, name := range []string{"start=", "end="} {
-		v, ok := strings.CutPrefix(f[i+1], name)
-		if !ok {
-			return 0, 0, false, errCheckpoint
-		}
-		if vals[i], err = strconv.ParseInt(v, 10, 64); err != nil || vals[i] < 0 {
-			return 0, 0, false, errCheckpoint
-		}
-	}
-	if vals[1] < vals[0] {
-		return 0, 0, false, errCheckpoint
-	}
-	return vals[0], vals[1], stopped, nil
 }
 
 // commit stores positions as the checkpoint, a standalone commit (no
@@ -97,8 +60,12 @@ func parseCheckpoint(s string) (start, end int64, stopped bool, err error) {
 func (r *Replay) commit(ctx context.Context, positions []Position, stopped bool) error {
 	r.mu.Lock()
 	meta := map[int]string{}
-	for _, p := range r.parts {
-		meta[p.Partition] = formatCheckpoint(p.Start, p.End, stopped)
+	for _, pos := range positions {
+		for _, p := range r.parts {
+			if p.Partition == pos.Partition {
+				meta[p.Partition], _ = encodeMetadata(commitMeta{done: pos.done, replay: true, start: p.Start, end: p.End, stopped: stopped}, metadataMaxBytes)
+			}
+		}
 	}
 	r.mu.Unlock()
 	if err := commitOffsets(ctx, r.cl, r.cfg.Group, -1, "", r.cfg.InputTopic, positions, func(p int) string { return meta[p] }); err != nil {
@@ -116,3 +83,6 @@ func (r *Replay) commit(ctx context.Context, positions []Position, stopped bool)
 	}
 	return nil
 }
+
+// errNotReplay marks commit metadata without the replay fields.
+var errNotReplay = errors.New("no replay start and end offsets")

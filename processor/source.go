@@ -66,11 +66,17 @@ type PartitionStart struct {
 	End int64
 	// Committed is the offset the source last committed, for lag; -1 none.
 	Committed int64
+	// done are the offsets above Committed that an earlier owner already
+	// published (from the commit metadata): they are skipped.
+	done completedSet
 }
 
 // Position is how far one partition is done: every record before Offset is
-// published, dead-lettered or skipped.
+// published, dead-lettered or skipped, and so is every record in its
+// completed set, which a source stores in the commit metadata
+// (encodeMetadata) so that the next owner skips them.
 type Position struct {
 	Partition int
 	Offset    int64
+	done      completedSet
 }
