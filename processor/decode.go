@@ -23,6 +23,7 @@ type record struct {
 	userID    string
 	decodeErr *DecodeError
 	key       string // ordering key; "" orders against nothing
+	gated     bool   // holds a place in Pipeline.lookupUsers until it finishes
 }
 
 // newRecord decodes msg and picks its ordering key.

@@ -30,7 +30,7 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 	if c.ctx.Err() != nil || p.Err() != nil {
 		return nil
 	}
-	ctx := p.prop.Extract(c.ctx, (*HeaderCarrier)(&r.msg.Headers))
+	ctx := p.prop.Extract(c.lookups, (*HeaderCarrier)(&r.msg.Headers))
 	ctx, span := p.tracer.Start(ctx, "process "+r.msg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			semconv.MessagingSystemKafka,
@@ -536,4 +536,75 @@ func (g *pauseGate) wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// rater is implemented by fetchers that pace their calls, such as
+// *client.Client: the calls per second they make now.
+type rater interface {
+	EffectiveRate() float64
+}
+
+// minLookupUsers is the fewest users the lookup gate lets wait for the API.
+const minLookupUsers = 16
+
+// userGate bounds the distinct users whose records wait for an API lookup
+// to what the API budget serves within Config.DrainTimeout, so that a
+// revocation or a crash strands few records that cost budget again; records
+// of users already waiting, and cached users, pass. Without a rate (a
+// fetcher that does not pace) it does not bound. Safe for concurrent use.
+type userGate struct {
+	limit func() int // 0: no bound
+
+	mu    sync.Mutex
+	users map[string]int
+	freed chan struct{} // closed and replaced when a user leaves
+}
+
+func newUserGate(rate func() float64, window time.Duration) *userGate {
+	g := &userGate{users: map[string]int{}, freed: make(chan struct{})}
+	g.limit = func() int {
+		if rate == nil {
+			return 0
+		}
+		return max(minLookupUsers, int(rate()*window.Seconds()))
+	}
+	return g
+}
+
+// enter waits until user may wait for the API, or ctx ends.
+func (g *userGate) enter(ctx context.Context, user string) error {
+	for {
+		g.mu.Lock()
+		if n, in := g.users[user]; in || g.limit() == 0 || len(g.users) < g.limit() {
+			g.users[user] = n + 1
+			g.mu.Unlock()
+			return nil
+		}
+		freed := g.freed
+		g.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// leave ends one record's wait for user.
+func (g *userGate) leave(user string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.users[user]--; g.users[user] > 0 {
+		return
+	}
+	delete(g.users, user)
+	close(g.freed)
+	g.freed = make(chan struct{})
+}
+
+// waiting is the number of users waiting for an API lookup.
+func (g *userGate) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.users)
 }

@@ -44,8 +44,9 @@ type Pipeline struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	probes     probeSet     // users whose records are being enriched
-	lastAnswer atomic.Int64 // Config.Now of the last API lookup that succeeded, unix nanos
+	probes      probeSet     // users whose records are being enriched
+	lookupUsers *userGate    // users whose records wait for the API
+	lastAnswer  atomic.Int64 // Config.Now of the last API lookup that succeeded, unix nanos
 
 	mu     sync.Mutex
 	claims map[*Claim]struct{}
@@ -83,6 +84,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 	if len(p.prop.Fields()) == 0 { // the global default propagates nothing
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
+	p.lookupUsers = newUserGate(nil, cfg.DrainTimeout)
 	p.met = newMetrics(cfg.MeterProvider, p)
 	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers }, cfg.Now)
 	return p, nil
@@ -98,7 +100,20 @@ func NewPipeline(cfg Config, f Fetcher) (*Pipeline, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return newPipeline(cfg, fetcherLookup(f, cfg.Now), newWriter(cfg))
+	p, err := newPipeline(cfg, fetcherLookup(f, cfg.Now), newWriter(cfg))
+	if err != nil {
+		return nil, err
+	}
+	p.paceLookups(f)
+	return p, nil
+}
+
+// paceLookups bounds the users waiting for an API lookup by f's rate, when
+// f paces its calls (rater).
+func (p *Pipeline) paceLookups(f Fetcher) {
+	if r, ok := f.(rater); ok {
+		p.lookupUsers = newUserGate(r.EffectiveRate, p.cfg.DrainTimeout)
+	}
 }
 
 // Run feeds the pipeline from src until ctx ends, src is exhausted or an
@@ -193,6 +208,9 @@ fetching:
 			break fetching
 		case <-revoked:
 			bounded, timeout = true, p.cfg.DrainTimeout
+			for _, c := range claims {
+				c.StopLookups() // drain only what finishes quickly
+			}
 			break fetching
 		case <-ctx.Done(): // shutdown, or the pipeline failed
 			bounded = true
@@ -262,6 +280,9 @@ func (p *Pipeline) drain(ctx context.Context, claims []*Claim, revoked <-chan st
 			}
 			return err == nil
 		case <-revoked:
+			for _, c := range claims {
+				c.StopLookups()
+			}
 			limit(p.cfg.DrainTimeout)
 		case <-done:
 			limit(p.cfg.ShutdownTimeout)

@@ -43,7 +43,12 @@ func New(cfg Config, f Fetcher) (*Processor, error) {
 	if f == nil {
 		return nil, &ConfigError{Field: "Fetcher", Reason: "is nil"}
 	}
-	return newProcessor(cfg, func(c Config) lookupFunc { return fetcherLookup(f, c.Now) })
+	p, err := newProcessor(cfg, func(c Config) lookupFunc { return fetcherLookup(f, c.Now) })
+	if err != nil {
+		return nil, err
+	}
+	p.pipe.paceLookups(f)
+	return p, nil
 }
 
 // newProcessor validates cfg and wires a pipeline enriching with fetch to

@@ -37,8 +37,13 @@ type Claim struct {
 	sem       chan struct{} // per-partition in-flight slots
 	ctx       context.Context
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup // admitted records not finished
-	released  atomic.Bool
+	// lookups is the context of the records' API lookups: canceled by
+	// StopLookups (revocation), which drops the records still waiting
+	// for the API while the others finish.
+	lookups     context.Context
+	stopLookups context.CancelFunc
+	wg          sync.WaitGroup // admitted records not finished
+	released    atomic.Bool
 
 	mu     sync.Mutex
 	chains map[string]*chain // a key is present while one of its records runs
@@ -55,6 +60,7 @@ func (c *Claim) Partition() int { return c.partition }
 // calls Release.
 func (p *Pipeline) Claim(topic string, partition int) *Claim {
 	ctx, cancel := context.WithCancel(p.base)
+	lookups, stopLookups := context.WithCancel(ctx)
 	c := &Claim{
 		p: p, topic: topic, partition: partition,
 		wm:     newWatermark(),
@@ -62,6 +68,8 @@ func (p *Pipeline) Claim(topic string, partition int) *Claim {
 		ctx:    ctx,
 		cancel: cancel,
 		chains: map[string]*chain{},
+
+		lookups: lookups, stopLookups: stopLookups,
 	}
 	c.committed.Store(-1)
 	p.mu.Lock()
@@ -77,36 +85,53 @@ func (p *Pipeline) unregister(c *Claim) {
 }
 
 // Submit admits one fetched record. It blocks while the in-flight limits are
-// reached or while fetching is paused because the API is unavailable
-// (backpressure), and returns ctx's error if ctx ends first. Records must be
-// submitted in increasing offset order.
+// reached, while the users waiting for an API lookup are as many as the
+// API budget serves within Config.DrainTimeout (userGate), or while
+// fetching is paused because the API is unavailable (backpressure), and
+// returns ctx's error if ctx ends first. Records must be submitted in
+// increasing offset order.
 func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 	if err := c.p.pause.wait(ctx); err != nil {
 		return err
 	}
+	r := c.p.newRecord(msg)
+	if r.decodeErr == nil && !c.p.ready(r) {
+		if err := c.p.lookupUsers.enter(ctx, r.userID); err != nil {
+			return err
+		}
+		r.gated = true
+	}
+	leave := func() {
+		if r.gated {
+			c.p.lookupUsers.leave(r.userID)
+		}
+	}
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
+		leave()
 		return ctx.Err()
 	}
 	select {
 	case c.p.global <- struct{}{}:
 	case <-ctx.Done():
 		<-c.sem
+		leave()
 		return ctx.Err()
 	}
 	if c.released.Load() {
 		c.releaseSlots()
+		leave()
 		return errReleased
 	}
 	if err := c.wm.add(msg.Offset); err != nil {
 		c.releaseSlots()
+		leave()
 		return err
 	}
 	if msg.HighWaterMark > 0 {
 		c.highWater.Store(msg.HighWaterMark)
 	}
-	r := c.p.newRecord(msg)
 	c.wg.Add(1)
 	c.p.met.recordIn(c.ctx)
 	if r.key != "" {
@@ -156,12 +181,26 @@ func (c *Claim) Skip(ctx context.Context, offset int64) error {
 // (Pipeline.ready), up to Config.BatchSize, and publishes them in one
 // write: a key's chain advances by a batch per acknowledgement rather than
 // a record per acknowledgement. A key has at most one round running, so
-// its records are never written concurrently with each other.
+// its records are never written concurrently with each other. Once a
+// record of the key is not published (dropped by a release or a
+// revocation, or failed), the key's later records are dropped too: none is
+// published ahead of an earlier one, and all are read again by the
+// partition's next reader.
 func (c *Claim) run(r *record) {
 	batch := []*record{r}
+	dropped := false
 	for {
-		published := c.p.processBatch(c, batch)
+		var published []bool
+		if dropped {
+			published = make([]bool, len(batch))
+		} else {
+			published = c.p.processBatch(c, batch)
+		}
 		for i, r := range batch {
+			dropped = dropped || !published[i]
+			if r.gated {
+				c.p.lookupUsers.leave(r.userID)
+			}
 			<-c.p.global
 			if published[i] {
 				// A partition slot is held until the watermark passes the
@@ -219,6 +258,14 @@ func (c *Claim) Drain(ctx context.Context) error {
 	}
 }
 
+// StopLookups drops the records still waiting for an API lookup (and the
+// records of their keys behind them), while records that are cached,
+// dead-lettered or being published finish: a revoked partition drains
+// quickly, and its next owner reads the dropped records again (the records
+// published after them are in the commit's completed set, so they are not
+// read again). Safe to call more than once.
+func (c *Claim) StopLookups() { c.stopLookups() }
+
 // Release drops the records not yet published (their enrichment and publish
 // are canceled; they stay behind the watermark, to be read again by the
 // partition's next owner), waits for their goroutines to return, and
@@ -272,10 +319,12 @@ func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
 	jobs := make([]*job, 0, len(rs))
 	idx := make([]int, 0, len(rs))
 	for i, r := range rs {
-		if j := p.prepare(c, r); j != nil {
-			jobs = append(jobs, j)
-			idx = append(idx, i)
+		j := p.prepare(c, r)
+		if j == nil {
+			break // dropped: the records after it wait for the next reader too
 		}
+		jobs = append(jobs, j)
+		idx = append(idx, i)
 	}
 	for len(jobs) > 0 {
 		n, err := p.sendBatch(c.ctx, jobs)
