@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tencentyun/tls-sig-api-v2-golang/tencentyun"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // fakeClock is an injectable clock safe for concurrent use.
@@ -256,7 +258,7 @@ func Test70050PausesThenFatal(t *testing.T) {
 		t.Fatalf("during pause: %v, calls %d", err, f.calls())
 	}
 	// After the pause, the same answer again is fatal.
-	waitFor(t, 2*time.Second, func() bool { return c.pauseLeft() <= 0 })
+	testsupport.WaitFor(t, 2*time.Second, "the pause to end", func() bool { return c.pauseLeft() <= 0 })
 	err = get()
 	if !errors.As(err, &apiErr) || !apiErr.Escalated() || Classify(err) != ClassFatal || f.calls() != 2 {
 		t.Fatalf("repeated 70050: %v (calls %d)", err, f.calls())
