@@ -97,48 +97,77 @@ type codeRule struct {
 	// once: the corrective retry (re-sign or re-send) is made once; if the
 	// same class of answer comes back, the error is escalated to ClassFatal.
 	once bool
+	// fix is what to change when the answer stops the app; nil when the
+	// class is not fatal, or no setting explains it.
+	fix *fix
 }
 
+// fix names what to change when every call fails the same way.
+type fix struct {
+	// settings are the Config fields at fault, the most likely first;
+	// none when the fix lies outside the Config (the Chat console).
+	settings []string
+	// hint names the setting and the reason, for the operator.
+	hint string
+}
+
+// The fixes of the app-fatal codes (and of the re-sign codes, which are
+// fatal once the corrective re-sign got the same answer).
+var (
+	fixAdminPermission   = &fix{[]string{"Admin"}, "the admin identifier (Admin): it lacks permission for official accounts"}
+	fixServiceNotEnabled = &fix{[]string{"SDKAppID"}, "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console"}
+	fixApp               = &fix{[]string{"SDKAppID"}, "the SDKAppID: the app is invalid, disabled or its package expired"}
+	fixAPIDisabled       = &fix{[]string{"SDKAppID"}, "the SDKAppID: this API is disabled for the app in the Chat console"}
+	fixAdmin             = &fix{[]string{"Admin"}, "the admin identifier (Admin): it must be an imported app admin account"}
+	fixIPAllowList       = &fix{nil, "the app's IP allow-list in the Chat console: this host's address is not allowed"}
+	fixRegion            = &fix{[]string{"Region", "BaseURL"}, "the Region (or BaseURL): the app is not found in this region"}
+	fixKeyPair           = &fix{[]string{"SDKAppID", "SecretKey"}, "the SDKAppID or SecretKey: they do not belong together"}
+	fixSecretKey         = &fix{[]string{"SecretKey"}, "the SecretKey: the UserSig made with it is rejected"}
+	fixMalformed         = &fix{[]string{"BaseURL"}, "the API base URL (BaseURL): requests arrive malformed, check proxies"}
+)
+
+// codeRules is the reference table: the class, corrective-retry rule and
+// fix of every code the client knows.
 var codeRules = map[int]codeRule{
-	CodeOK:                  {ClassOK, false},
-	CodeInternalError:       {ClassTransient, false},
-	CodeInternalError2:      {ClassTransient, false},
-	CodeServiceTimeout:      {ClassTransient, false},
-	CodeAccountSwapTimeout:  {ClassTransient, false},
-	CodeFrequencyLimit:      {ClassRateLimited, false},
-	CodeFrequencyLimitApp:   {ClassRateLimited, false},
-	CodeFrequencyLimitAPI:   {ClassRateLimited, false},
-	CodeFrequencyLimitUser:  {ClassRateLimited, false},
-	CodeSigCheckRateLimited: {ClassResign, true},
-	CodeUserSigExpired:      {ClassResign, true},
-	CodeAccountOrSigError:   {ClassResign, true},
-	CodeSigParseError:       {ClassResign, true},
-	CodeSigVerifyFailed:     {ClassResign, true},
-	CodeSigVerifyFailed2:    {ClassResign, true},
-	CodeInvalidParameter:    {ClassPermanent, false},
-	CodeInvalidPacket:       {ClassPermanent, false},
-	CodeUserNotFound:        {ClassPermanent, false},
-	CodeInvalidUserID:       {ClassPermanent, false},
-	CodeNoPermission:        {ClassFatal, false},
-	CodeServiceNotEnabled:   {ClassFatal, false},
-	CodeMalformedURL:        {ClassFatal, false},
-	CodeMalformedJSON:       {ClassFatal, false},
-	CodeResourceError:       {ClassFatal, false},
-	CodeMissingAppID:        {ClassFatal, false},
-	CodeWrongAccountType:    {ClassFatal, false},
-	CodeAppIDInvalid:        {ClassFatal, false},
-	CodeAppDisabled:         {ClassFatal, false},
-	CodeRequestDisabled:     {ClassFatal, false},
-	CodePackageExpired:      {ClassFatal, false},
-	CodeAdminRequired:       {ClassFatal, false},
-	CodeIPNotAllowed:        {ClassFatal, false},
-	CodeIdentifierMismatch:  {ClassFatal, false},
-	CodeAppIDMismatch:       {ClassFatal, false},
-	CodeKeyNotFound:         {ClassFatal, false},
-	CodeAppIDNotFound:       {ClassFatal, false},
-	CodeAccountBlacklisted:  {ClassFatal, false},
-	CodeAccountNotImported:  {ClassFatal, false},
-	CodeResponseJSONError:   {ClassTransient, true},
+	CodeOK:                  {ClassOK, false, nil},
+	CodeInternalError:       {ClassTransient, false, nil},
+	CodeInternalError2:      {ClassTransient, false, nil},
+	CodeServiceTimeout:      {ClassTransient, false, nil},
+	CodeAccountSwapTimeout:  {ClassTransient, false, nil},
+	CodeFrequencyLimit:      {ClassRateLimited, false, nil},
+	CodeFrequencyLimitApp:   {ClassRateLimited, false, nil},
+	CodeFrequencyLimitAPI:   {ClassRateLimited, false, nil},
+	CodeFrequencyLimitUser:  {ClassRateLimited, false, nil},
+	CodeSigCheckRateLimited: {ClassResign, true, fixSecretKey},
+	CodeUserSigExpired:      {ClassResign, true, fixSecretKey},
+	CodeAccountOrSigError:   {ClassResign, true, fixSecretKey},
+	CodeSigParseError:       {ClassResign, true, fixSecretKey},
+	CodeSigVerifyFailed:     {ClassResign, true, fixSecretKey},
+	CodeSigVerifyFailed2:    {ClassResign, true, fixSecretKey},
+	CodeInvalidParameter:    {ClassPermanent, false, nil},
+	CodeInvalidPacket:       {ClassPermanent, false, nil},
+	CodeUserNotFound:        {ClassPermanent, false, nil},
+	CodeInvalidUserID:       {ClassPermanent, false, nil},
+	CodeNoPermission:        {ClassFatal, false, fixAdminPermission},
+	CodeServiceNotEnabled:   {ClassFatal, false, fixServiceNotEnabled},
+	CodeMalformedURL:        {ClassFatal, false, fixMalformed},
+	CodeMalformedJSON:       {ClassFatal, false, fixMalformed},
+	CodeResourceError:       {ClassFatal, false, fixMalformed},
+	CodeMissingAppID:        {ClassFatal, false, fixApp},
+	CodeWrongAccountType:    {ClassFatal, false, fixAdmin},
+	CodeAppIDInvalid:        {ClassFatal, false, fixApp},
+	CodeAppDisabled:         {ClassFatal, false, fixApp},
+	CodeRequestDisabled:     {ClassFatal, false, fixAPIDisabled},
+	CodePackageExpired:      {ClassFatal, false, fixApp},
+	CodeAdminRequired:       {ClassFatal, false, fixAdmin},
+	CodeIPNotAllowed:        {ClassFatal, false, fixIPAllowList},
+	CodeIdentifierMismatch:  {ClassFatal, false, fixAdmin},
+	CodeAppIDMismatch:       {ClassFatal, false, fixKeyPair},
+	CodeKeyNotFound:         {ClassFatal, false, fixRegion},
+	CodeAppIDNotFound:       {ClassFatal, false, fixRegion},
+	CodeAccountBlacklisted:  {ClassFatal, false, fixAdmin},
+	CodeAccountNotImported:  {ClassFatal, false, fixAdmin},
+	CodeResponseJSONError:   {ClassTransient, true, nil},
 }
 
 // Common REST error codes (60000–69999: request, app and account errors;
@@ -181,4 +210,17 @@ func httpStatusClass(status int) Class {
 		// and 4xx mean a wrong base URL or proxy setup.
 		return ClassFatal
 	}
+}
+
+// codeFix returns what to change for an answer with this ErrorCode (0: an
+// HTTP status without ErrorCode).
+func codeFix(code, httpStatus int) fix {
+	if code == 0 {
+		return fix{[]string{"BaseURL", "Region"},
+			fmt.Sprintf("the API base URL (BaseURL or Region): the server answered HTTP %d", httpStatus)}
+	}
+	if r, ok := codeRules[code]; ok && r.fix != nil {
+		return *r.fix
+	}
+	return fix{hint: fmt.Sprintf("the API client configuration (ErrorCode %d)", code)}
 }

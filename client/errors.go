@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -59,6 +60,21 @@ func (e *APIError) Class() Class {
 	// HTTP 200, code 0 but ActionStatus not OK: an answer we cannot trust.
 	return ClassTransient
 }
+
+// Settings returns the Config fields to fix when e stops the app (Class
+// ClassFatal), the most likely first: "SDKAppID", "Admin", "SecretKey",
+// "Region" or "BaseURL". It is empty when the fix lies outside the Config
+// (such as the app's IP allow-list in the Chat console) or the code is not
+// one the client knows.
+func (e *APIError) Settings() []string {
+	return slices.Clone(codeFix(e.Code, e.HTTPStatus).settings)
+}
+
+// Hint names, in one phrase for the operator, the setting to fix when e
+// stops the app and why, e.g. "the admin identifier (Admin): it must be an
+// imported app admin account". For a code the client does not know it
+// names the client configuration and the code.
+func (e *APIError) Hint() string { return codeFix(e.Code, e.HTTPStatus).hint }
 
 // Escalated reports whether the error came back after its one corrective
 // retry (re-sign, re-send) and was therefore escalated to ClassFatal.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,60 @@ func TestAPIErrorText(t *testing.T) {
 			if !strings.Contains(s, w) {
 				t.Errorf("%q does not contain %q", s, w)
 			}
+		}
+	}
+}
+
+// TestAPIErrorFix checks the setting named for every app-fatal answer.
+func TestAPIErrorFix(t *testing.T) {
+	const (
+		admin   = "the admin identifier (Admin): it must be an imported app admin account"
+		app     = "the SDKAppID: the app is invalid, disabled or its package expired"
+		key     = "the SecretKey: the UserSig made with it is rejected"
+		region  = "the Region (or BaseURL): the app is not found in this region"
+		mangled = "the API base URL (BaseURL): requests arrive malformed, check proxies"
+	)
+	tests := []struct {
+		codes    []int
+		status   int
+		hint     string
+		settings []string
+	}{
+		{[]int{0}, 404, "the API base URL (BaseURL or Region): the server answered HTTP 404", []string{"BaseURL", "Region"}},
+		{[]int{CodeNoPermission}, 200, "the admin identifier (Admin): it lacks permission for official accounts", []string{"Admin"}},
+		{[]int{CodeServiceNotEnabled}, 200, "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console", []string{"SDKAppID"}},
+		{[]int{CodeAppIDInvalid, CodeAppDisabled, CodePackageExpired, CodeMissingAppID}, 200, app, []string{"SDKAppID"}},
+		{[]int{CodeRequestDisabled}, 200, "the SDKAppID: this API is disabled for the app in the Chat console", []string{"SDKAppID"}},
+		{[]int{CodeAdminRequired, CodeIdentifierMismatch, CodeAccountBlacklisted, CodeAccountNotImported, CodeWrongAccountType}, 200, admin, []string{"Admin"}},
+		{[]int{CodeIPNotAllowed}, 200, "the app's IP allow-list in the Chat console: this host's address is not allowed", nil},
+		{[]int{CodeKeyNotFound, CodeAppIDNotFound}, 200, region, []string{"Region", "BaseURL"}},
+		{[]int{CodeAppIDMismatch}, 200, "the SDKAppID or SecretKey: they do not belong together", []string{"SDKAppID", "SecretKey"}},
+		{[]int{CodeAccountOrSigError, CodeSigParseError, CodeUserSigExpired, CodeSigVerifyFailed, CodeSigVerifyFailed2, CodeSigCheckRateLimited}, 200, key, []string{"SecretKey"}},
+		{[]int{CodeMalformedURL, CodeMalformedJSON, CodeResourceError}, 200, mangled, []string{"BaseURL"}},
+		{[]int{60099}, 200, "the API client configuration (ErrorCode 60099)", nil},
+		{[]int{CodeResponseJSONError}, 200, "the API client configuration (ErrorCode 60013)", nil},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			e := &APIError{Code: code, HTTPStatus: tt.status}
+			if got := e.Hint(); got != tt.hint {
+				t.Errorf("code %d: Hint = %q, want %q", code, got, tt.hint)
+			}
+			if got := e.Settings(); !slices.Equal(got, tt.settings) {
+				t.Errorf("code %d: Settings = %q, want %q", code, got, tt.settings)
+			}
+		}
+	}
+	// Settings returns a copy: changing it does not change the table.
+	e := &APIError{Code: CodeNoPermission}
+	e.Settings()[0] = "changed"
+	if e.Settings()[0] != "Admin" {
+		t.Error("Settings shares the table's slice")
+	}
+	// Every fatal code of the table names a fix.
+	for code, r := range codeRules {
+		if r.class == ClassFatal && r.fix == nil {
+			t.Errorf("fatal code %d has no fix", code)
 		}
 	}
 }
