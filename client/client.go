@@ -198,7 +198,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 			return nil, &BreakerOpenError{RetryAfter: c.br.retryAfter(), Last: last}
 		}
 		if d := c.pauseLeft(); d > 0 {
-			return nil, &BreakerOpenError{RetryAfter: d, Last: last}
+			return nil, &SigPauseError{RetryAfter: d, Last: last}
 		}
 		waited, slot, err := c.lim.wait(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
@@ -244,7 +244,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 					return nil, serr
 				}
 			}
-			return nil, &BreakerOpenError{RetryAfter: c.pauseLeft(), Last: err}
+			return nil, &SigPauseError{RetryAfter: c.pauseLeft(), Last: err}
 		case cl == ClassResign:
 			if resigned {
 				apiErr.escalated = true

@@ -107,13 +107,39 @@ func (e *TransportError) Error() string {
 // error of *url.Error, never the *url.Error itself.
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// ErrBreakerOpen is matched (errors.Is) by every fast failure the circuit
-// breaker produces. errors.As with *BreakerOpenError gives the wait.
+// ErrHoldOff is matched (errors.Is) by every error the client returns
+// without calling the server because it holds calls back for a while:
+// *BreakerOpenError (the circuit breaker is open) and *SigPauseError (the
+// pause the server asked for with 70050). Both mean: the API as a whole is
+// not to be called now; wait RetryAfter(err) and retry. Classify reports
+// ClassTransient.
+var ErrHoldOff = errors.New("tencentchat: holding off calls")
+
+// ErrBreakerOpen is matched (errors.Is) by *BreakerOpenError: the circuit
+// breaker refused the call. errors.As with *BreakerOpenError gives the wait.
 var ErrBreakerOpen = errors.New("tencentchat: circuit breaker open")
+
+// holdOff is implemented by the errors that match ErrHoldOff.
+type holdOff interface {
+	error
+	retryAfter() time.Duration
+}
+
+// RetryAfter returns the wait advised by the hold-off error in err's chain
+// (*BreakerOpenError or *SigPauseError) and true, or 0 and false when err
+// holds none.
+func RetryAfter(err error) (time.Duration, bool) {
+	var h holdOff
+	if errors.As(err, &h) {
+		return h.retryAfter(), true
+	}
+	return 0, false
+}
 
 // BreakerOpenError is returned without calling the server while the breaker
 // is open (or half-open and at its probe limit). RetryAfter is how long until
-// the breaker lets a probe through. Classify reports ClassTransient.
+// the breaker lets a probe through. It matches ErrBreakerOpen and
+// ErrHoldOff; Classify reports ClassTransient.
 type BreakerOpenError struct {
 	RetryAfter time.Duration
 	// Last is the error of the attempt before the breaker refused, if any.
@@ -128,11 +154,45 @@ func (e *BreakerOpenError) Error() string {
 	return s
 }
 
-// Is makes errors.Is(err, ErrBreakerOpen) true.
-func (e *BreakerOpenError) Is(target error) bool { return target == ErrBreakerOpen }
+// Is makes errors.Is(err, ErrBreakerOpen) and errors.Is(err, ErrHoldOff) true.
+func (e *BreakerOpenError) Is(target error) bool {
+	return target == ErrBreakerOpen || target == ErrHoldOff
+}
 
 // Unwrap returns the last attempt's error.
 func (e *BreakerOpenError) Unwrap() error { return e.Last }
+
+func (e *BreakerOpenError) retryAfter() time.Duration { return e.RetryAfter }
+
+// SigPauseError is returned after the server answered 70050 (UserSig check
+// failed and rate limited), and without calling the server while the pause
+// it asks for lasts (one minute): the client has re-signed and waits before
+// any call. RetryAfter is how long the pause still lasts. It matches
+// ErrHoldOff; Classify reports ClassTransient. A 70050 to a call sent after
+// the pause ended is app-fatal instead (an escalated *APIError).
+type SigPauseError struct {
+	RetryAfter time.Duration
+	// Last is the 70050 answer, or the error of the attempt before the
+	// pause refused the call, if any.
+	Last error
+}
+
+func (e *SigPauseError) Error() string {
+	s := fmt.Sprintf("tencentchat: calls paused after ErrorCode %d (UserSig check rate limited), retry after %s",
+		CodeSigCheckRateLimited, e.RetryAfter.Round(time.Millisecond))
+	if e.Last != nil {
+		s += "; last error: " + e.Last.Error()
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrHoldOff) true.
+func (e *SigPauseError) Is(target error) bool { return target == ErrHoldOff }
+
+// Unwrap returns the last attempt's error.
+func (e *SigPauseError) Unwrap() error { return e.Last }
+
+func (e *SigPauseError) retryAfter() time.Duration { return e.RetryAfter }
 
 // ErrPagination is matched (errors.Is) when a user's list cannot be
 // completed: the server never sets CompleteFlag, repeats Next, or moves Next
@@ -187,14 +247,15 @@ func (e *RetryDeadlineError) Unwrap() error { return e.Last }
 // the reference table (CodeClass: codes it does not list are ClassFatal in
 // the common range 60000–79999 and ClassPermanent otherwise; a non-200 HTTP
 // status without ErrorCode is ClassTransient for 5xx and 408, ClassRateLimited
-// for 429, ClassFatal for other statuses); transport failures and an open breaker are
+// for 429, ClassFatal for other statuses); transport failures and the
+// hold-offs (ErrHoldOff: an open breaker, the 70050 pause) are
 // ClassTransient; pagination and invalid-request errors are ClassPermanent.
 // Unknown errors are ClassTransient.
 func Classify(err error) Class {
 	if err == nil {
 		return ClassOK
 	}
-	if errors.Is(err, ErrBreakerOpen) {
+	if errors.Is(err, ErrHoldOff) {
 		return ClassTransient
 	}
 	var apiErr *APIError

@@ -90,6 +90,7 @@ func TestClassify(t *testing.T) {
 		{"transport timeout wraps deadline", &TransportError{Op: "send", Timeout: true, Err: context.DeadlineExceeded}, ClassTransient},
 		{"breaker open", &BreakerOpenError{RetryAfter: time.Second}, ClassTransient},
 		{"breaker open after throttle", &BreakerOpenError{Last: &APIError{Code: 60007}}, ClassTransient},
+		{"70050 pause", &SigPauseError{RetryAfter: time.Minute, Last: &APIError{Code: CodeSigCheckRateLimited}}, ClassTransient},
 		{"pagination", &PaginationError{Reason: "max pages"}, ClassPermanent},
 		{"invalid request", fmt.Errorf("%w: empty", ErrInvalidRequest), ClassPermanent},
 		{"http 502", &APIError{HTTPStatus: 502}, ClassTransient},
@@ -136,6 +137,20 @@ func TestErrorsIsAs(t *testing.T) {
 	if !errors.As(err, &boe) || boe.RetryAfter != 3*time.Second {
 		t.Errorf("errors.As BreakerOpenError = %v", boe)
 	}
+	if d, ok := RetryAfter(err); !ok || d != 3*time.Second || !errors.Is(err, ErrHoldOff) {
+		t.Errorf("RetryAfter(BreakerOpenError) = %s, %v", d, ok)
+	}
+	err = fmt.Errorf("page 2: %w", &SigPauseError{RetryAfter: time.Minute, Last: &APIError{Code: CodeSigCheckRateLimited}})
+	var spe *SigPauseError
+	if !errors.Is(err, ErrHoldOff) || errors.Is(err, ErrBreakerOpen) || !errors.As(err, &spe) || errors.As(err, &boe) {
+		t.Errorf("SigPauseError: Is/As wrong for %v", err)
+	}
+	if d, ok := RetryAfter(err); !ok || d != time.Minute {
+		t.Errorf("RetryAfter(SigPauseError) = %s, %v", d, ok)
+	}
+	if d, ok := RetryAfter(&APIError{Code: CodeFrequencyLimit}); ok || d != 0 {
+		t.Errorf("RetryAfter(APIError) = %s, %v", d, ok)
+	}
 	err = fmt.Errorf("walk: %w", &PaginationError{Reason: "repeated next", Pages: 3})
 	if !errors.Is(err, ErrPagination) {
 		t.Error("PaginationError is not ErrPagination")
@@ -156,6 +171,7 @@ func TestErrorTextRedactsUserSig(t *testing.T) {
 		&TransportError{Op: "send", Err: stripURLError(&url.Error{Op: "Post", URL: u, Err: errors.New("refused")})},
 		&RetryDeadlineError{Last: &TransportError{Op: "send", Err: errors.New(u)}},
 		&BreakerOpenError{Last: &APIError{Code: 10004, Info: u}},
+		&SigPauseError{Last: &APIError{Code: 70050, Info: u}},
 	}
 	for _, err := range tests {
 		if strings.Contains(err.Error(), sig) {

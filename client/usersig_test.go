@@ -242,8 +242,8 @@ func Test70050PausesThenFatal(t *testing.T) {
 	}
 
 	err := get()
-	var boe *BreakerOpenError
-	if !errors.As(err, &boe) || boe.RetryAfter <= 0 || boe.RetryAfter > c.sigPause || Classify(err) != ClassTransient {
+	var spe *SigPauseError
+	if !errors.As(err, &spe) || spe.RetryAfter <= 0 || spe.RetryAfter > c.sigPause || Classify(err) != ClassTransient {
 		t.Fatalf("first 70050: %v", err)
 	}
 	var apiErr *APIError
@@ -254,7 +254,7 @@ func Test70050PausesThenFatal(t *testing.T) {
 		t.Errorf("signatures = %d, want a re-sign", g.n.Load())
 	}
 	// During the pause: no calls reach the server.
-	if err := get(); !errors.Is(err, ErrBreakerOpen) || f.calls() != 1 {
+	if err := get(); !errors.As(err, &spe) || !errors.Is(err, ErrHoldOff) || f.calls() != 1 {
 		t.Fatalf("during pause: %v, calls %d", err, f.calls())
 	}
 	// After the pause, the same answer again is fatal.
@@ -270,7 +270,7 @@ func Test70050PausesThenFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	answer.Store(CodeSigCheckRateLimited)
-	if err := get(); !errors.Is(err, ErrBreakerOpen) {
+	if err := get(); !errors.As(err, &spe) {
 		t.Errorf("new episode: %v", err)
 	}
 }

@@ -91,11 +91,10 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 			}
 		}
 		ue := &unavailableError{err: err}
-		var boe *client.BreakerOpenError
-		if errors.As(err, &boe) {
-			ue.retryAfter = boe.RetryAfter
+		if d, ok := client.RetryAfter(err); ok {
+			ue.retryAfter = d
 		}
-		if errors.Is(err, client.ErrBreakerOpen) {
+		if errors.Is(err, client.ErrHoldOff) {
 			ue.outage = true
 		} else if bs, ok := f.(breakerStater); ok && bs.BreakerState() == client.BreakerOpen {
 			ue.outage = true
