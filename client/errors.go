@@ -11,6 +11,52 @@ import (
 	"time"
 )
 
+// ErrConfig is matched (errors.Is) by every *ConfigError.
+var ErrConfig = errors.New("client: invalid config")
+
+// ConfigError is one problem of a Config, found by Config.Validate or New.
+type ConfigError struct {
+	// Field is the Config field at fault, by its Go name: "BaseURL",
+	// "Rate", "SDKAppID"; a path for nested fields: "Breaker.OpenFor",
+	// "Filter.SelfInfoFilter".
+	Field string
+	// Value is the rejected value, after defaults; nil when the value is a
+	// secret (SecretKey), absent, or unsafe to show. A BaseURL is shown
+	// without user info or UserSig.
+	Value any
+	// Reason says what is wrong, e.g. "must be in (0,1]".
+	Reason string
+	// Err is the underlying cause, if any (e.g. the URL parser's).
+	Err error
+}
+
+// Error reads "client: invalid config: Field Value: Reason[: Err]".
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("client: invalid config: ")
+	b.WriteString(e.Field)
+	switch v := e.Value.(type) {
+	case nil:
+	case string:
+		fmt.Fprintf(&b, " %q", v)
+	default:
+		fmt.Fprintf(&b, " %v", v)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(redact(e.Err.Error()))
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// Unwrap returns the underlying cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // APIError is an unsuccessful answer: a non-zero ErrorCode in the body, or a
 // non-200 HTTP status. Its Error() never contains the UserSig or the key.
 // Branch on it with errors.As and Code, or with Classify.

@@ -22,21 +22,24 @@ type ResponseFilter struct {
 	SelfInfoFilter                []string `json:"SelfInfoFilter,omitempty"`
 }
 
-func (f *ResponseFilter) validate() error {
+// unknownField returns the first name of f the server does not know, with
+// the name of its list and the names that list accepts; name is "" when f
+// is nil or every name is known.
+func (f *ResponseFilter) unknownField() (list, name string, known []string) {
 	if f == nil {
-		return nil
+		return "", "", nil
 	}
 	for _, n := range f.OfficialAccountBaseInfoFilter {
 		if !slices.Contains(BaseInfoFields, n) {
-			return fmt.Errorf("client: unknown OfficialAccountBaseInfoFilter field %q (want one of %v)", n, BaseInfoFields)
+			return "OfficialAccountBaseInfoFilter", n, BaseInfoFields
 		}
 	}
 	for _, n := range f.SelfInfoFilter {
 		if !slices.Contains(SelfInfoFields, n) {
-			return fmt.Errorf("client: unknown SelfInfoFilter field %q (want one of %v)", n, SelfInfoFields)
+			return "SelfInfoFilter", n, SelfInfoFields
 		}
 	}
-	return nil
+	return "", "", nil
 }
 
 // PageRequest asks for one page of a subscriber's official accounts.
