@@ -59,7 +59,7 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 		if err == nil {
 			return lookup{
 				status:    schemas.StatusOK,
-				accounts:  convertAccounts(subs.Accounts),
+				accounts:  subs.Accounts,
 				total:     subs.TotalCount,
 				complete:  true,
 				fetchedAt: now(),
@@ -109,27 +109,4 @@ func fatalSetting(e *client.APIError) string {
 		return "the API client configuration"
 	}
 	return e.Hint()
-}
-
-// convertAccounts maps the API's accounts to the output schema's.
-func convertAccounts(in []client.OfficialAccount) []schemas.OfficialAccount {
-	out := make([]schemas.OfficialAccount, len(in))
-	for i, a := range in {
-		out[i] = schemas.OfficialAccount{
-			OfficialAccount: a.OfficialAccount,
-			Name:            a.Name,
-			OwnerAccount:    a.OwnerAccount,
-			CreateTime:      a.CreateTime,
-			LastMsgTime:     a.LastMsgTime,
-			SubscriberNum:   a.SubscriberNum,
-			Introduction:    a.Introduction,
-			FaceURL:         a.FaceURL,
-			Organization:    a.Organization,
-			CustomString:    a.CustomString,
-		}
-		if a.SelfInfo != nil {
-			out[i].SelfInfo = &schemas.SelfInfo{SubscribeTime: a.SelfInfo.SubscribeTime, CustomString: a.SelfInfo.CustomString}
-		}
-	}
-	return out
 }
