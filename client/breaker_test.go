@@ -1,35 +1,17 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestBreakerLifecycle(t *testing.T) {
 	var healthy atomic.Bool
@@ -39,7 +21,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		}
 		return http.StatusBadGateway, "bad gateway"
 	})
-	var logs syncBuffer
+	var logs testsupport.SyncBuffer
 	cfg := testConfig(f.URL)
 	cfg.MaxAttempts = 1
 	cfg.Breaker = BreakerConfig{Failures: 3, OpenFor: 100 * time.Millisecond}
@@ -79,7 +61,7 @@ func TestBreakerLifecycle(t *testing.T) {
 	}
 
 	// Half-opens after OpenFor; a failing probe re-opens it.
-	waitFor(t, 2*time.Second, func() bool { return c.BreakerState() == BreakerHalfOpen })
+	testsupport.WaitFor(t, 2*time.Second, "the breaker to go half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
 	if err := get(); errors.Is(err, ErrBreakerOpen) || f.calls() != 4 {
 		t.Fatalf("probe: %v, calls %d", err, f.calls())
 	}
@@ -89,7 +71,7 @@ func TestBreakerLifecycle(t *testing.T) {
 
 	// A successful probe closes it.
 	healthy.Store(true)
-	waitFor(t, 2*time.Second, func() bool { return c.BreakerState() == BreakerHalfOpen })
+	testsupport.WaitFor(t, 2*time.Second, "the breaker to go half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
 	if err := get(); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
@@ -150,7 +132,7 @@ func TestBreakerIgnoresCallerCancellation(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { _, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"}); done <- err }()
-		waitFor(t, 2*time.Second, func() bool { return f.calls() > i })
+		testsupport.WaitFor(t, 2*time.Second, "the next call", func() bool { return f.calls() > i })
 		cancel()
 		if err := <-done; Classify(err) != ClassCanceled {
 			t.Fatalf("err = %v", err)
@@ -203,11 +185,11 @@ func TestBreakerHalfOpenAdmitsOnlyProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	healthy.Store(true)
-	waitFor(t, 2*time.Second, func() bool { return c.BreakerState() == BreakerHalfOpen })
+	testsupport.WaitFor(t, 2*time.Second, "the breaker to go half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
 
 	probe := make(chan error, 1)
 	go func() { _, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"}); probe <- err }()
-	waitFor(t, 2*time.Second, func() bool { return f.calls() == 2 })
+	testsupport.WaitFor(t, 2*time.Second, "the probe call", func() bool { return f.calls() == 2 })
 	_, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"})
 	var boe *BreakerOpenError
 	if !errors.As(err, &boe) || boe.RetryAfter <= 0 {

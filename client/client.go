@@ -62,7 +62,7 @@ type Client struct {
 }
 
 // New validates cfg, applies defaults and returns a ready Client. It does
-// not contact the server.
+// not contact the server. An invalid cfg gives the error of Validate.
 func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -141,8 +141,8 @@ func (c *Client) normalize(req PageRequest) (wireRequest, error) {
 	f := req.Filter
 	if f == nil {
 		f = c.cfg.Filter
-	} else if err := f.validate(); err != nil {
-		return wireRequest{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	} else if list, name, known := f.unknownField(); name != "" {
+		return wireRequest{}, fmt.Errorf("%w: unknown %s field %q (want one of %v)", ErrInvalidRequest, list, name, known)
 	}
 	if f != nil && len(f.OfficialAccountBaseInfoFilter) == 0 && len(f.SelfInfoFilter) == 0 {
 		f = nil // absent = all fields
@@ -198,7 +198,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 			return nil, &BreakerOpenError{RetryAfter: c.br.retryAfter(), Last: last}
 		}
 		if d := c.pauseLeft(); d > 0 {
-			return nil, &BreakerOpenError{RetryAfter: d, Last: last}
+			return nil, &SigPauseError{RetryAfter: d, Last: last}
 		}
 		waited, slot, err := c.lim.wait(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
@@ -244,7 +244,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 					return nil, serr
 				}
 			}
-			return nil, &BreakerOpenError{RetryAfter: c.pauseLeft(), Last: err}
+			return nil, &SigPauseError{RetryAfter: c.pauseLeft(), Last: err}
 		case cl == ClassResign:
 			if resigned {
 				apiErr.escalated = true

@@ -226,96 +226,112 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports every problem of the configuration after defaults are
-// applied. The messages never contain the secret key.
+// applied, as errors.Join of *ConfigError values in the order of the
+// Config fields: errors.As(err, &ce) gives the first. Each matches
+// ErrConfig. The messages never contain the secret key.
 func (c Config) Validate() error {
 	d := c.withDefaults()
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("client: "+format, a...)) }
+	bad := func(field string, value any, reason string, a ...any) {
+		errs = append(errs, &ConfigError{Field: field, Value: value, Reason: fmt.Sprintf(reason, a...)})
+	}
 
 	if d.SDKAppID <= 0 {
-		add("SDKAppID must be positive, got %d", d.SDKAppID)
+		bad("SDKAppID", d.SDKAppID, "must be positive")
 	}
 	if strings.TrimSpace(d.Admin) == "" {
-		add("Admin (app admin identifier) is required")
+		bad("Admin", d.Admin, "the app admin identifier is required")
 	}
 	if d.SecretKey == "" {
-		add("SecretKey is required")
+		bad("SecretKey", nil, "is required")
 	}
 	if _, err := d.baseURL(); err != nil {
 		errs = append(errs, err)
 	}
 	if !(d.Rate > 0) || math.IsInf(d.Rate, 0) {
-		add("Rate must be a positive number of calls/s, got %g", d.Rate)
+		bad("Rate", d.Rate, "must be a positive number of calls/s")
 	}
 	if !(d.RateSafety > 0 && d.RateSafety <= 1) {
-		add("RateSafety must be in (0,1], got %g", d.RateSafety)
+		bad("RateSafety", d.RateSafety, "must be in (0,1]")
 	}
 	if !(d.MinRate > 0) || math.IsInf(d.MinRate, 0) {
-		add("MinRate must be positive, got %g", d.MinRate)
+		bad("MinRate", d.MinRate, "must be positive")
 	}
 	if d.RateDecrease <= 0 || d.RateDecrease >= 1 {
-		add("RateDecrease must be in (0,1), got %g", d.RateDecrease)
+		bad("RateDecrease", d.RateDecrease, "must be in (0,1)")
 	}
 	if d.RateRecoverAfter < 0 {
-		add("RateRecoverAfter must not be negative")
+		bad("RateRecoverAfter", d.RateRecoverAfter, "must not be negative")
 	}
 	if d.PageLimit < 1 || d.PageLimit > MaxPageLimit {
-		add("PageLimit must be in 1..%d, got %d", MaxPageLimit, d.PageLimit)
+		bad("PageLimit", d.PageLimit, "must be in 1..%d", MaxPageLimit)
 	}
-	if err := d.Filter.validate(); err != nil {
-		errs = append(errs, err)
+	if list, name, known := d.Filter.unknownField(); name != "" {
+		bad("Filter."+list, name, "unknown field, want one of %v", known)
 	}
 	if d.Timeout <= 3*time.Second {
-		add("Timeout must exceed the server's 3s timeout, got %s", d.Timeout)
+		bad("Timeout", d.Timeout, "must exceed the server's 3s timeout")
 	}
 	if d.UserSigTTL < MinUserSigTTL {
-		add("UserSigTTL must be at least %s, got %s", MinUserSigTTL, d.UserSigTTL)
+		bad("UserSigTTL", d.UserSigTTL, "must be at least %s", MinUserSigTTL)
 	}
 	if d.MaxAttempts < 1 {
-		add("MaxAttempts must be at least 1, got %d", d.MaxAttempts)
+		bad("MaxAttempts", d.MaxAttempts, "must be at least 1")
 	}
 	if d.RetryDeadline <= 0 {
-		add("RetryDeadline must be positive")
+		bad("RetryDeadline", d.RetryDeadline, "must be positive")
 	}
-	if d.BackoffBase <= 0 || d.BackoffMax < d.BackoffBase {
-		add("BackoffBase must be positive and BackoffMax >= BackoffBase")
+	if d.BackoffBase <= 0 {
+		bad("BackoffBase", d.BackoffBase, "must be positive")
+	}
+	if d.BackoffMax < d.BackoffBase {
+		bad("BackoffMax", d.BackoffMax, "must be at least BackoffBase (%s)", d.BackoffBase)
 	}
 	if d.MaxPages < 1 {
-		add("MaxPages must be at least 1, got %d", d.MaxPages)
+		bad("MaxPages", d.MaxPages, "must be at least 1")
 	}
-	if d.Breaker.OpenFor < 0 || d.Breaker.Interval < 0 {
-		add("Breaker durations must not be negative")
+	if d.Breaker.OpenFor < 0 {
+		bad("Breaker.OpenFor", d.Breaker.OpenFor, "must not be negative")
+	}
+	if d.Breaker.Interval < 0 {
+		bad("Breaker.Interval", d.Breaker.Interval, "must not be negative")
 	}
 	return errors.Join(errs...)
 }
 
-// baseURL resolves BaseURL or Region to a URL without trailing slash.
+// baseURL resolves BaseURL or Region to a URL without trailing slash. Its
+// error is a *ConfigError for BaseURL, or for Region when BaseURL is empty.
 func (c Config) baseURL() (*url.URL, error) {
 	raw := strings.TrimSpace(c.BaseURL)
 	if raw == "" {
 		if c.Region == "" {
-			return nil, errors.New("client: Region or BaseURL is required")
+			return nil, &ConfigError{Field: "Region", Reason: "one of Region or BaseURL is required"}
 		}
 		raw = c.Region.BaseURL()
 		if raw == "" {
-			return nil, fmt.Errorf("client: unknown region %q (want one of %v)", c.Region, Regions())
+			return nil, &ConfigError{Field: "Region", Value: string(c.Region),
+				Reason: fmt.Sprintf("unknown region, want one of %v", Regions())}
 		}
+	}
+	bad := func(value any, reason string, err error) error {
+		return &ConfigError{Field: "BaseURL", Value: value, Reason: reason, Err: err}
 	}
 	if !strings.Contains(raw, "://") {
 		raw = "https://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("client: BaseURL is not a URL: %w", err)
+		// The value, and the *url.Error holding it, may carry user info.
+		return nil, bad(nil, "is not a URL", stripURLError(err))
 	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return nil, fmt.Errorf("client: BaseURL scheme must be http or https, got %q", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("client: BaseURL has no host")
-	}
-	if u.RawQuery != "" || u.User != nil {
-		return nil, errors.New("client: BaseURL must not carry a query or user info")
+	shown := redact(u.Redacted())
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return nil, bad(shown, fmt.Sprintf("scheme must be http or https, got %q", u.Scheme), nil)
+	case u.Host == "":
+		return nil, bad(shown, "has no host", nil)
+	case u.RawQuery != "" || u.User != nil:
+		return nil, bad(shown, "must not carry a query or user info", nil)
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	u.RawPath = ""

@@ -2,9 +2,11 @@ package client
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,76 @@ func TestConfigRedactsSecret(t *testing.T) {
 		if !strings.Contains(s, "REDACTED") {
 			t.Errorf("no redaction marker: %s", s)
 		}
+	}
+}
+
+// TestValidateConfigErrors: every problem is a *ConfigError naming its
+// field, in the order of the Config fields, and New returns the same.
+func TestValidateConfigErrors(t *testing.T) {
+	c := Config{SDKAppID: -1, Admin: "admin", SecretKey: "", BaseURL: "ftp://user:pw@x", Rate: -2,
+		PageLimit: 500, Timeout: time.Second, Breaker: BreakerConfig{Interval: -time.Second}}
+	err := c.Validate()
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("Validate = %v, not ErrConfig", err)
+	}
+	var first *ConfigError
+	if !errors.As(err, &first) || first.Field != "SDKAppID" || first.Value != -1 {
+		t.Fatalf("first problem = %#v", first)
+	}
+	var fields []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *ConfigError
+		if !errors.As(e, &ce) {
+			t.Fatalf("%v is not a *ConfigError", e)
+		}
+		fields = append(fields, ce.Field)
+	}
+	want := []string{"SDKAppID", "SecretKey", "BaseURL", "Rate", "PageLimit", "Timeout", "Breaker.Interval"}
+	if !slices.Equal(fields, want) {
+		t.Errorf("fields = %q, want %q", fields, want)
+	}
+	if strings.Contains(err.Error(), "pw") {
+		t.Errorf("error shows the BaseURL's password: %v", err)
+	}
+	_, nerr := New(c)
+	if nerr == nil || nerr.Error() != err.Error() {
+		t.Errorf("New = %v, want the error of Validate", nerr)
+	}
+}
+
+func TestConfigErrorText(t *testing.T) {
+	tests := []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Rate = math.Inf(1) }, "client: invalid config: Rate +Inf: must be a positive number of calls/s"},
+		{func(c *Config) { c.Admin = " " }, `client: invalid config: Admin " ": the app admin identifier is required`},
+		{func(c *Config) { c.SecretKey = "" }, "client: invalid config: SecretKey: is required"},
+		{func(c *Config) { c.Region = "" }, "client: invalid config: Region: one of Region or BaseURL is required"},
+		{func(c *Config) { c.Timeout = 2 * time.Second }, "client: invalid config: Timeout 2s: must exceed the server's 3s timeout"},
+		{func(c *Config) { c.BaseURL = "https://x/?usersig=abc" }, `client: invalid config: BaseURL "https://x/?usersig=REDACTED": must not carry a query or user info`},
+		{func(c *Config) { c.Filter = &ResponseFilter{SelfInfoFilter: []string{"Name"}} },
+			`client: invalid config: Filter.SelfInfoFilter "Name": unknown field, want one of [SubscribeTime CustomString]`},
+	}
+	for _, tt := range tests {
+		c := validConfig()
+		tt.mod(&c)
+		if err := c.Validate(); err == nil || err.Error() != tt.want {
+			t.Errorf("Validate = %v\nwant         %s", err, tt.want)
+		}
+	}
+	cause := errors.New("cause")
+	ce := &ConfigError{Field: "BaseURL", Reason: "is not a URL", Err: cause}
+	if !errors.Is(ce, cause) || !errors.Is(ce, ErrConfig) || ce.Error() != "client: invalid config: BaseURL: is not a URL: cause" {
+		t.Errorf("ConfigError %q: Is/Unwrap wrong", ce)
+	}
+}
+
+// TestValidateNeverShowsTheKey: no problem, whatever the key, prints it.
+func TestValidateNeverShowsTheKey(t *testing.T) {
+	c := Config{SecretKey: testSecret, Rate: -1, BaseURL: "https://%zz" + testSecret}
+	err := c.Validate()
+	if err == nil || strings.Contains(err.Error(), testSecret) {
+		t.Errorf("Validate = %v", err)
 	}
 }

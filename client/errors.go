@@ -6,186 +6,56 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
 
-// Error codes of get_subscribed_official_account_list and the common REST
-// error codes the client knows how to handle. CodeClass maps each to a Class.
-const (
-	CodeOK = 0
+// ErrConfig is matched (errors.Is) by every *ConfigError.
+var ErrConfig = errors.New("client: invalid config")
 
-	// Endpoint-specific codes.
-	CodeInvalidParameter     = 6017   // invalid request parameter: per record
-	CodeInternalError        = 10004  // internal server error: transient
-	CodeInvalidPacket        = 20001  // invalid request packet: per record
-	CodeInternalError2       = 20005  // internal server error: transient
-	CodeNoPermission         = 130002 // insufficient operation permissions: fatal
-	CodeUserNotFound         = 130004 // user does not exist or was terminated: per record
-	CodeInvalidUserID        = 130007 // incorrect official-account user ID: per record
-	CodeServiceNotEnabled    = 131000 // official-account service not enabled: fatal
-	CodeMalformedURL         = 60002  // malformed URL: fatal (client bug)
-	CodeMalformedJSON        = 60003  // malformed JSON body: fatal (client bug)
-	CodeAccountOrSigError    = 60004  // account or signature error: re-sign once
-	CodeSigParseError        = 60005  // UserSig cannot be parsed: re-sign once
-	CodeAppIDInvalid         = 60006  // SDKAppID invalid: fatal
-	CodeFrequencyLimit       = 60007  // call frequency over the limit: rate limited
-	CodeServiceTimeout       = 60008  // service timeout: transient
-	CodeResourceError        = 60009  // bad resource: fatal (client bug)
-	CodeAdminRequired        = 60010  // identifier is not an app admin: fatal
-	CodeFrequencyLimitApp    = 60011  // app frequency over the limit: rate limited
-	CodeMissingAppID         = 60012  // SDKAppID missing: fatal (client bug)
-	CodeResponseJSONError    = 60013  // server could not build its JSON answer: retry once
-	CodeAccountSwapTimeout   = 60014  // account swap timeout: transient
-	CodeWrongAccountType     = 60015  // wrong account type: fatal (client bug)
-	CodeAppDisabled          = 60016  // app disabled: fatal
-	CodeRequestDisabled      = 60017  // request disabled: fatal
-	CodeFrequencyLimitAPI    = 60018  // API frequency over the limit: rate limited
-	CodeFrequencyLimitUser   = 60019  // frequency over the limit: rate limited
-	CodePackageExpired       = 60020  // package expired: fatal
-	CodeIPNotAllowed         = 60021  // caller IP not allowed: fatal
-	CodeUserSigExpired       = 70001  // UserSig expired: re-sign once
-	CodeSigVerifyFailed      = 70003  // UserSig verification failed: re-sign once
-	CodeSigVerifyFailed2     = 70009  // UserSig verification failed: re-sign once
-	CodeIdentifierMismatch   = 70013  // identifier does not match the UserSig: fatal
-	CodeAppIDMismatch        = 70014  // SDKAppID does not match the UserSig: fatal
-	CodeKeyNotFound          = 70016  // key not found (wrong region?): fatal
-	CodeAppIDNotFound        = 70020  // SDKAppID not found (wrong region?): fatal
-	CodeSigCheckRateLimited  = 70050  // UserSig check failed and rate limited: re-sign, wait 1 min
-	CodeAccountBlacklisted   = 70051  // account blacklisted: fatal
-	CodeAccountNotImported   = 70107  // account not imported: fatal
-	sigCheckRateLimitedPause = time.Minute
-)
-
-// Class is what the client and its callers do with an outcome.
-type Class int
-
-// Classes, in the order the reference table introduces them.
-const (
-	ClassOK          Class = iota // success
-	ClassTransient                // network or server trouble: retry with backoff; counts toward the breaker
-	ClassRateLimited              // the server throttled us: slow down and retry
-	ClassResign                   // the UserSig was rejected: the client re-signs once and retries; returned only when MaxAttempts left no room for that retry (treat as transient)
-	ClassPermanent                // this record cannot succeed (e.g. unknown user): do not retry, report per record
-	ClassFatal                    // every call will fail the same way: stop and fix the configuration
-	ClassCanceled                 // the caller canceled or its deadline passed
-)
-
-func (c Class) String() string {
-	switch c {
-	case ClassOK:
-		return "ok"
-	case ClassTransient:
-		return "transient"
-	case ClassRateLimited:
-		return "rate_limited"
-	case ClassResign:
-		return "resign"
-	case ClassPermanent:
-		return "permanent"
-	case ClassFatal:
-		return "fatal"
-	case ClassCanceled:
-		return "canceled"
-	}
-	return fmt.Sprintf("class(%d)", int(c))
+// ConfigError is one problem of a Config, found by Config.Validate or New.
+type ConfigError struct {
+	// Field is the Config field at fault, by its Go name: "BaseURL",
+	// "Rate", "SDKAppID"; a path for nested fields: "Breaker.OpenFor",
+	// "Filter.SelfInfoFilter".
+	Field string
+	// Value is the rejected value, after defaults; nil when the value is a
+	// secret (SecretKey), absent, or unsafe to show. A BaseURL is shown
+	// without user info or UserSig.
+	Value any
+	// Reason says what is wrong, e.g. "must be in (0,1]".
+	Reason string
+	// Err is the underlying cause, if any (e.g. the URL parser's).
+	Err error
 }
 
-// Retryable reports whether the client retries outcomes of this class.
-func (c Class) Retryable() bool {
-	return c == ClassTransient || c == ClassRateLimited || c == ClassResign
-}
-
-type codeRule struct {
-	class Class
-	// once: the corrective retry (re-sign or re-send) is made once; if the
-	// same class of answer comes back, the error is escalated to ClassFatal.
-	once bool
-}
-
-var codeRules = map[int]codeRule{
-	CodeOK:                  {ClassOK, false},
-	CodeInternalError:       {ClassTransient, false},
-	CodeInternalError2:      {ClassTransient, false},
-	CodeServiceTimeout:      {ClassTransient, false},
-	CodeAccountSwapTimeout:  {ClassTransient, false},
-	CodeFrequencyLimit:      {ClassRateLimited, false},
-	CodeFrequencyLimitApp:   {ClassRateLimited, false},
-	CodeFrequencyLimitAPI:   {ClassRateLimited, false},
-	CodeFrequencyLimitUser:  {ClassRateLimited, false},
-	CodeSigCheckRateLimited: {ClassResign, true},
-	CodeUserSigExpired:      {ClassResign, true},
-	CodeAccountOrSigError:   {ClassResign, true},
-	CodeSigParseError:       {ClassResign, true},
-	CodeSigVerifyFailed:     {ClassResign, true},
-	CodeSigVerifyFailed2:    {ClassResign, true},
-	CodeInvalidParameter:    {ClassPermanent, false},
-	CodeInvalidPacket:       {ClassPermanent, false},
-	CodeUserNotFound:        {ClassPermanent, false},
-	CodeInvalidUserID:       {ClassPermanent, false},
-	CodeNoPermission:        {ClassFatal, false},
-	CodeServiceNotEnabled:   {ClassFatal, false},
-	CodeMalformedURL:        {ClassFatal, false},
-	CodeMalformedJSON:       {ClassFatal, false},
-	CodeResourceError:       {ClassFatal, false},
-	CodeMissingAppID:        {ClassFatal, false},
-	CodeWrongAccountType:    {ClassFatal, false},
-	CodeAppIDInvalid:        {ClassFatal, false},
-	CodeAppDisabled:         {ClassFatal, false},
-	CodeRequestDisabled:     {ClassFatal, false},
-	CodePackageExpired:      {ClassFatal, false},
-	CodeAdminRequired:       {ClassFatal, false},
-	CodeIPNotAllowed:        {ClassFatal, false},
-	CodeIdentifierMismatch:  {ClassFatal, false},
-	CodeAppIDMismatch:       {ClassFatal, false},
-	CodeKeyNotFound:         {ClassFatal, false},
-	CodeAppIDNotFound:       {ClassFatal, false},
-	CodeAccountBlacklisted:  {ClassFatal, false},
-	CodeAccountNotImported:  {ClassFatal, false},
-	CodeResponseJSONError:   {ClassTransient, true},
-}
-
-// Common REST error codes (60000–69999: request, app and account errors;
-// 70000–79999: UserSig and identity errors) are shared by every API and
-// concern the app, its credentials or the request as the client builds it,
-// never one record.
-const (
-	commonCodeMin = 60000
-	commonCodeMax = 79999
-)
-
-// CodeClass returns the class of an ErrorCode from the response body.
-// Codes the reference does not list are classed by range: an unlisted
-// common code (60000–79999, which includes the 70000-range UserSig and
-// account codes) is ClassFatal, since it concerns the app or its
-// credentials and would fail every record the same way; any other unlisted
-// code is endpoint-specific and ClassPermanent, so the record is reported
-// with its code instead of being retried forever or stopping the app.
-func CodeClass(code int) Class {
-	if r, ok := codeRules[code]; ok {
-		return r.class
-	}
-	if code >= commonCodeMin && code <= commonCodeMax {
-		return ClassFatal
-	}
-	return ClassPermanent
-}
-
-// httpStatusClass classifies a non-200 answer that carried no ErrorCode.
-func httpStatusClass(status int) Class {
-	switch {
-	case status == http.StatusOK:
-		return ClassOK
-	case status == http.StatusTooManyRequests:
-		return ClassRateLimited
-	case status == http.StatusRequestTimeout || status >= 500:
-		return ClassTransient
+// Error reads "client: invalid config: Field Value: Reason[: Err]".
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("client: invalid config: ")
+	b.WriteString(e.Field)
+	switch v := e.Value.(type) {
+	case nil:
+	case string:
+		fmt.Fprintf(&b, " %q", v)
 	default:
-		// 3xx (redirects are never followed: they would leak the UserSig)
-		// and 4xx mean a wrong base URL or proxy setup.
-		return ClassFatal
+		fmt.Fprintf(&b, " %v", v)
 	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(redact(e.Err.Error()))
+	}
+	return b.String()
 }
+
+// Is makes errors.Is(err, ErrConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// Unwrap returns the underlying cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // APIError is an unsuccessful answer: a non-zero ErrorCode in the body, or a
 // non-200 HTTP status. Its Error() never contains the UserSig or the key.
@@ -237,6 +107,21 @@ func (e *APIError) Class() Class {
 	return ClassTransient
 }
 
+// Settings returns the Config fields to fix when e stops the app (Class
+// ClassFatal), the most likely first: "SDKAppID", "Admin", "SecretKey",
+// "Region" or "BaseURL". It is empty when the fix lies outside the Config
+// (such as the app's IP allow-list in the Chat console) or the code is not
+// one the client knows.
+func (e *APIError) Settings() []string {
+	return slices.Clone(codeFix(e.Code, e.HTTPStatus).settings)
+}
+
+// Hint names, in one phrase for the operator, the setting to fix when e
+// stops the app and why, e.g. "the admin identifier (Admin): it must be an
+// imported app admin account". For a code the client does not know it
+// names the client configuration and the code.
+func (e *APIError) Hint() string { return codeFix(e.Code, e.HTTPStatus).hint }
+
 // Escalated reports whether the error came back after its one corrective
 // retry (re-sign, re-send) and was therefore escalated to ClassFatal.
 func (e *APIError) Escalated() bool { return e.escalated }
@@ -268,13 +153,39 @@ func (e *TransportError) Error() string {
 // error of *url.Error, never the *url.Error itself.
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// ErrBreakerOpen is matched (errors.Is) by every fast failure the circuit
-// breaker produces. errors.As with *BreakerOpenError gives the wait.
+// ErrHoldOff is matched (errors.Is) by every error the client returns
+// without calling the server because it holds calls back for a while:
+// *BreakerOpenError (the circuit breaker is open) and *SigPauseError (the
+// pause the server asked for with 70050). Both mean: the API as a whole is
+// not to be called now; wait RetryAfter(err) and retry. Classify reports
+// ClassTransient.
+var ErrHoldOff = errors.New("tencentchat: holding off calls")
+
+// ErrBreakerOpen is matched (errors.Is) by *BreakerOpenError: the circuit
+// breaker refused the call. errors.As with *BreakerOpenError gives the wait.
 var ErrBreakerOpen = errors.New("tencentchat: circuit breaker open")
+
+// holdOff is implemented by the errors that match ErrHoldOff.
+type holdOff interface {
+	error
+	retryAfter() time.Duration
+}
+
+// RetryAfter returns the wait advised by the hold-off error in err's chain
+// (*BreakerOpenError or *SigPauseError) and true, or 0 and false when err
+// holds none.
+func RetryAfter(err error) (time.Duration, bool) {
+	var h holdOff
+	if errors.As(err, &h) {
+		return h.retryAfter(), true
+	}
+	return 0, false
+}
 
 // BreakerOpenError is returned without calling the server while the breaker
 // is open (or half-open and at its probe limit). RetryAfter is how long until
-// the breaker lets a probe through. Classify reports ClassTransient.
+// the breaker lets a probe through. It matches ErrBreakerOpen and
+// ErrHoldOff; Classify reports ClassTransient.
 type BreakerOpenError struct {
 	RetryAfter time.Duration
 	// Last is the error of the attempt before the breaker refused, if any.
@@ -289,11 +200,45 @@ func (e *BreakerOpenError) Error() string {
 	return s
 }
 
-// Is makes errors.Is(err, ErrBreakerOpen) true.
-func (e *BreakerOpenError) Is(target error) bool { return target == ErrBreakerOpen }
+// Is makes errors.Is(err, ErrBreakerOpen) and errors.Is(err, ErrHoldOff) true.
+func (e *BreakerOpenError) Is(target error) bool {
+	return target == ErrBreakerOpen || target == ErrHoldOff
+}
 
 // Unwrap returns the last attempt's error.
 func (e *BreakerOpenError) Unwrap() error { return e.Last }
+
+func (e *BreakerOpenError) retryAfter() time.Duration { return e.RetryAfter }
+
+// SigPauseError is returned after the server answered 70050 (UserSig check
+// failed and rate limited), and without calling the server while the pause
+// it asks for lasts (one minute): the client has re-signed and waits before
+// any call. RetryAfter is how long the pause still lasts. It matches
+// ErrHoldOff; Classify reports ClassTransient. A 70050 to a call sent after
+// the pause ended is app-fatal instead (an escalated *APIError).
+type SigPauseError struct {
+	RetryAfter time.Duration
+	// Last is the 70050 answer, or the error of the attempt before the
+	// pause refused the call, if any.
+	Last error
+}
+
+func (e *SigPauseError) Error() string {
+	s := fmt.Sprintf("tencentchat: calls paused after ErrorCode %d (UserSig check rate limited), retry after %s",
+		CodeSigCheckRateLimited, e.RetryAfter.Round(time.Millisecond))
+	if e.Last != nil {
+		s += "; last error: " + e.Last.Error()
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrHoldOff) true.
+func (e *SigPauseError) Is(target error) bool { return target == ErrHoldOff }
+
+// Unwrap returns the last attempt's error.
+func (e *SigPauseError) Unwrap() error { return e.Last }
+
+func (e *SigPauseError) retryAfter() time.Duration { return e.RetryAfter }
 
 // ErrPagination is matched (errors.Is) when a user's list cannot be
 // completed: the server never sets CompleteFlag, repeats Next, or moves Next
@@ -348,14 +293,15 @@ func (e *RetryDeadlineError) Unwrap() error { return e.Last }
 // the reference table (CodeClass: codes it does not list are ClassFatal in
 // the common range 60000–79999 and ClassPermanent otherwise; a non-200 HTTP
 // status without ErrorCode is ClassTransient for 5xx and 408, ClassRateLimited
-// for 429, ClassFatal for other statuses); transport failures and an open breaker are
+// for 429, ClassFatal for other statuses); transport failures and the
+// hold-offs (ErrHoldOff: an open breaker, the 70050 pause) are
 // ClassTransient; pagination and invalid-request errors are ClassPermanent.
 // Unknown errors are ClassTransient.
 func Classify(err error) Class {
 	if err == nil {
 		return ClassOK
 	}
-	if errors.Is(err, ErrBreakerOpen) {
+	if errors.Is(err, ErrHoldOff) {
 		return ClassTransient
 	}
 	var apiErr *APIError

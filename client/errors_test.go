@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,7 @@ func TestClassify(t *testing.T) {
 		{"transport timeout wraps deadline", &TransportError{Op: "send", Timeout: true, Err: context.DeadlineExceeded}, ClassTransient},
 		{"breaker open", &BreakerOpenError{RetryAfter: time.Second}, ClassTransient},
 		{"breaker open after throttle", &BreakerOpenError{Last: &APIError{Code: 60007}}, ClassTransient},
+		{"70050 pause", &SigPauseError{RetryAfter: time.Minute, Last: &APIError{Code: CodeSigCheckRateLimited}}, ClassTransient},
 		{"pagination", &PaginationError{Reason: "max pages"}, ClassPermanent},
 		{"invalid request", fmt.Errorf("%w: empty", ErrInvalidRequest), ClassPermanent},
 		{"http 502", &APIError{HTTPStatus: 502}, ClassTransient},
@@ -135,6 +137,20 @@ func TestErrorsIsAs(t *testing.T) {
 	if !errors.As(err, &boe) || boe.RetryAfter != 3*time.Second {
 		t.Errorf("errors.As BreakerOpenError = %v", boe)
 	}
+	if d, ok := RetryAfter(err); !ok || d != 3*time.Second || !errors.Is(err, ErrHoldOff) {
+		t.Errorf("RetryAfter(BreakerOpenError) = %s, %v", d, ok)
+	}
+	err = fmt.Errorf("page 2: %w", &SigPauseError{RetryAfter: time.Minute, Last: &APIError{Code: CodeSigCheckRateLimited}})
+	var spe *SigPauseError
+	if !errors.Is(err, ErrHoldOff) || errors.Is(err, ErrBreakerOpen) || !errors.As(err, &spe) || errors.As(err, &boe) {
+		t.Errorf("SigPauseError: Is/As wrong for %v", err)
+	}
+	if d, ok := RetryAfter(err); !ok || d != time.Minute {
+		t.Errorf("RetryAfter(SigPauseError) = %s, %v", d, ok)
+	}
+	if d, ok := RetryAfter(&APIError{Code: CodeFrequencyLimit}); ok || d != 0 {
+		t.Errorf("RetryAfter(APIError) = %s, %v", d, ok)
+	}
 	err = fmt.Errorf("walk: %w", &PaginationError{Reason: "repeated next", Pages: 3})
 	if !errors.Is(err, ErrPagination) {
 		t.Error("PaginationError is not ErrPagination")
@@ -155,6 +171,7 @@ func TestErrorTextRedactsUserSig(t *testing.T) {
 		&TransportError{Op: "send", Err: stripURLError(&url.Error{Op: "Post", URL: u, Err: errors.New("refused")})},
 		&RetryDeadlineError{Last: &TransportError{Op: "send", Err: errors.New(u)}},
 		&BreakerOpenError{Last: &APIError{Code: 10004, Info: u}},
+		&SigPauseError{Last: &APIError{Code: 70050, Info: u}},
 	}
 	for _, err := range tests {
 		if strings.Contains(err.Error(), sig) {
@@ -185,6 +202,60 @@ func TestAPIErrorText(t *testing.T) {
 			if !strings.Contains(s, w) {
 				t.Errorf("%q does not contain %q", s, w)
 			}
+		}
+	}
+}
+
+// TestAPIErrorFix checks the setting named for every app-fatal answer.
+func TestAPIErrorFix(t *testing.T) {
+	const (
+		admin   = "the admin identifier (Admin): it must be an imported app admin account"
+		app     = "the SDKAppID: the app is invalid, disabled or its package expired"
+		key     = "the SecretKey: the UserSig made with it is rejected"
+		region  = "the Region (or BaseURL): the app is not found in this region"
+		mangled = "the API base URL (BaseURL): requests arrive malformed, check proxies"
+	)
+	tests := []struct {
+		codes    []int
+		status   int
+		hint     string
+		settings []string
+	}{
+		{[]int{0}, 404, "the API base URL (BaseURL or Region): the server answered HTTP 404", []string{"BaseURL", "Region"}},
+		{[]int{CodeNoPermission}, 200, "the admin identifier (Admin): it lacks permission for official accounts", []string{"Admin"}},
+		{[]int{CodeServiceNotEnabled}, 200, "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console", []string{"SDKAppID"}},
+		{[]int{CodeAppIDInvalid, CodeAppDisabled, CodePackageExpired, CodeMissingAppID}, 200, app, []string{"SDKAppID"}},
+		{[]int{CodeRequestDisabled}, 200, "the SDKAppID: this API is disabled for the app in the Chat console", []string{"SDKAppID"}},
+		{[]int{CodeAdminRequired, CodeIdentifierMismatch, CodeAccountBlacklisted, CodeAccountNotImported, CodeWrongAccountType}, 200, admin, []string{"Admin"}},
+		{[]int{CodeIPNotAllowed}, 200, "the app's IP allow-list in the Chat console: this host's address is not allowed", nil},
+		{[]int{CodeKeyNotFound, CodeAppIDNotFound}, 200, region, []string{"Region", "BaseURL"}},
+		{[]int{CodeAppIDMismatch}, 200, "the SDKAppID or SecretKey: they do not belong together", []string{"SDKAppID", "SecretKey"}},
+		{[]int{CodeAccountOrSigError, CodeSigParseError, CodeUserSigExpired, CodeSigVerifyFailed, CodeSigVerifyFailed2, CodeSigCheckRateLimited}, 200, key, []string{"SecretKey"}},
+		{[]int{CodeMalformedURL, CodeMalformedJSON, CodeResourceError}, 200, mangled, []string{"BaseURL"}},
+		{[]int{60099}, 200, "the API client configuration (ErrorCode 60099)", nil},
+		{[]int{CodeResponseJSONError}, 200, "the API client configuration (ErrorCode 60013)", nil},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			e := &APIError{Code: code, HTTPStatus: tt.status}
+			if got := e.Hint(); got != tt.hint {
+				t.Errorf("code %d: Hint = %q, want %q", code, got, tt.hint)
+			}
+			if got := e.Settings(); !slices.Equal(got, tt.settings) {
+				t.Errorf("code %d: Settings = %q, want %q", code, got, tt.settings)
+			}
+		}
+	}
+	// Settings returns a copy: changing it does not change the table.
+	e := &APIError{Code: CodeNoPermission}
+	e.Settings()[0] = "changed"
+	if e.Settings()[0] != "Admin" {
+		t.Error("Settings shares the table's slice")
+	}
+	// Every fatal code of the table names a fix.
+	for code, r := range codeRules {
+		if r.class == ClassFatal && r.fix == nil {
+			t.Errorf("fatal code %d has no fix", code)
 		}
 	}
 }

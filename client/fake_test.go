@@ -144,17 +144,3 @@ func newTestClient(t testing.TB, cfg Config) *Client {
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		<-tick.C
-	}
-}

@@ -1,18 +1,18 @@
 package client
 
 import (
-	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 )
 
-// Filter field names accepted by the server (json names per the API spec).
+// Filter field names accepted by the server (the API's names, from the api
+// tags of the optional fields of OfficialAccount and SelfInfo).
 var (
 	// BaseInfoFields are the OfficialAccountBaseInfoFilter names.
-	BaseInfoFields = []string{"CreateTime", "Name", "Owner_Account", "LastMsgTime", "SubscriberNum",
-		"Introduction", "FaceUrl", "Organization", "CustomString"}
+	BaseInfoFields = accountMirror.names
 	// SelfInfoFields are the SelfInfoFilter names.
-	SelfInfoFields = []string{"SubscribeTime", "CustomString"}
+	SelfInfoFields = newMirror(reflect.TypeFor[SelfInfo]()).names
 )
 
 // ResponseFilter selects the fields the server returns. A nil filter, or a
@@ -22,21 +22,24 @@ type ResponseFilter struct {
 	SelfInfoFilter                []string `json:"SelfInfoFilter,omitempty"`
 }
 
-func (f *ResponseFilter) validate() error {
+// unknownField returns the first name of f the server does not know, with
+// the name of its list and the names that list accepts; name is "" when f
+// is nil or every name is known.
+func (f *ResponseFilter) unknownField() (list, name string, known []string) {
 	if f == nil {
-		return nil
+		return "", "", nil
 	}
 	for _, n := range f.OfficialAccountBaseInfoFilter {
 		if !slices.Contains(BaseInfoFields, n) {
-			return fmt.Errorf("client: unknown OfficialAccountBaseInfoFilter field %q (want one of %v)", n, BaseInfoFields)
+			return "OfficialAccountBaseInfoFilter", n, BaseInfoFields
 		}
 	}
 	for _, n := range f.SelfInfoFilter {
 		if !slices.Contains(SelfInfoFields, n) {
-			return fmt.Errorf("client: unknown SelfInfoFilter field %q (want one of %v)", n, SelfInfoFields)
+			return "SelfInfoFilter", n, SelfInfoFields
 		}
 	}
-	return nil
+	return "", "", nil
 }
 
 // PageRequest asks for one page of a subscriber's official accounts.
@@ -48,28 +51,6 @@ type PageRequest struct {
 	Offset uint64
 	// Filter overrides Config.Filter when non-nil.
 	Filter *ResponseFilter
-}
-
-// OfficialAccount is one item of OfficialAccountInfoList. Pointer fields are
-// nil when the server left them out (e.g. filtered), so nil differs from zero.
-type OfficialAccount struct {
-	OfficialAccount string    `json:"Official_Account"`
-	Name            *string   `json:"Name,omitempty"`
-	OwnerAccount    *string   `json:"Owner_Account,omitempty"`
-	CreateTime      *int64    `json:"CreateTime,omitempty"`
-	LastMsgTime     *int64    `json:"LastMsgTime,omitempty"`
-	SubscriberNum   *int64    `json:"SubscriberNum,omitempty"`
-	Introduction    *string   `json:"Introduction,omitempty"`
-	FaceURL         *string   `json:"FaceUrl,omitempty"`
-	Organization    *string   `json:"Organization,omitempty"`
-	CustomString    *string   `json:"CustomString,omitempty"`
-	SelfInfo        *SelfInfo `json:"SelfInfo,omitempty"`
-}
-
-// SelfInfo is the subscriber's own information about an official account.
-type SelfInfo struct {
-	SubscribeTime *int64  `json:"SubscribeTime,omitempty"`
-	CustomString  *string `json:"CustomString,omitempty"`
 }
 
 // Page is one successful answer.
@@ -95,23 +76,22 @@ type wireRequest struct {
 	ResponseFilter    *ResponseFilter `json:"ResponseFilter,omitempty"`
 }
 
-// wireResponse is the JSON body received. Unknown fields are ignored.
+// wireResponse is the JSON body received, but for OfficialAccountInfoList,
+// which unmarshalResponse decodes along with it. Unknown fields are ignored.
 type wireResponse struct {
-	ActionStatus            string            `json:"ActionStatus"`
-	ErrorCode               int               `json:"ErrorCode"`
-	ErrorInfo               string            `json:"ErrorInfo"`
-	TotalCount              int               `json:"TotalCount"`
-	OfficialAccountInfoList []OfficialAccount `json:"OfficialAccountInfoList"`
-	CompleteFlag            int               `json:"CompleteFlag"`
-	Next                    uint64            `json:"Next"`
+	ActionStatus string `json:"ActionStatus"`
+	ErrorCode    int    `json:"ErrorCode"`
+	ErrorInfo    string `json:"ErrorInfo"`
+	TotalCount   int    `json:"TotalCount"`
+	CompleteFlag int    `json:"CompleteFlag"`
+	Next         uint64 `json:"Next"`
 }
 
 // decodeResponse parses a response body. It returns the page on success,
 // an *APIError for an error answer, or a decode error (wrapped by the caller
 // into a *TransportError) for bytes that are not a response at all.
 func decodeResponse(body []byte, httpStatus int) (*Page, error) {
-	var w wireResponse
-	err := json.Unmarshal(body, &w)
+	w, list, err := unmarshalResponse(body)
 	if httpStatus != 200 {
 		apiErr := &APIError{HTTPStatus: httpStatus}
 		if err == nil && w.ErrorCode != 0 {
@@ -129,7 +109,7 @@ func decodeResponse(body []byte, httpStatus int) (*Page, error) {
 		return nil, fmt.Errorf("decode response: CompleteFlag %d is neither 0 nor 1", w.CompleteFlag)
 	}
 	return &Page{
-		Accounts:     w.OfficialAccountInfoList,
+		Accounts:     accountsOf(list),
 		TotalCount:   w.TotalCount,
 		CompleteFlag: w.CompleteFlag,
 		Next:         w.Next,

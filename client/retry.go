@@ -30,7 +30,7 @@ func (b backoff) delay(attempt int) time.Duration {
 
 // retryDelay is the wait before the next attempt after err of class cl:
 // a re-sign retries at once; 70050 asks for a minute (the client returns
-// a BreakerOpenError with that wait rather than sleeping).
+// a SigPauseError with that wait rather than sleeping).
 func (b backoff) retryDelay(attempt int, cl Class, code int) time.Duration {
 	switch {
 	case code == CodeSigCheckRateLimited:

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 func TestBackoffDelay(t *testing.T) {
@@ -160,7 +162,7 @@ func TestCancellationReturnsPromptly(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { _, err := c.GetAll(ctx, "u"); done <- err }()
-			waitFor(t, 2*time.Second, func() bool { return f.calls() >= 1 })
+			testsupport.WaitFor(t, 2*time.Second, "the first call", func() bool { return f.calls() >= 1 })
 			start := time.Now()
 			cancel()
 			select {

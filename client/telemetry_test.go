@@ -16,16 +16,18 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 type telemetryHarness struct {
 	spans  *tracetest.SpanRecorder
 	reader *sdkmetric.ManualReader
-	logs   *syncBuffer
+	logs   *testsupport.SyncBuffer
 }
 
 func newHarness(cfg *Config) *telemetryHarness {
-	h := &telemetryHarness{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader(), logs: &syncBuffer{}}
+	h := &telemetryHarness{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader(), logs: &testsupport.SyncBuffer{}}
 	cfg.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
 	cfg.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

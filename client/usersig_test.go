@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tencentyun/tls-sig-api-v2-golang/tencentyun"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // fakeClock is an injectable clock safe for concurrent use.
@@ -240,8 +242,8 @@ func Test70050PausesThenFatal(t *testing.T) {
 	}
 
 	err := get()
-	var boe *BreakerOpenError
-	if !errors.As(err, &boe) || boe.RetryAfter <= 0 || boe.RetryAfter > c.sigPause || Classify(err) != ClassTransient {
+	var spe *SigPauseError
+	if !errors.As(err, &spe) || spe.RetryAfter <= 0 || spe.RetryAfter > c.sigPause || Classify(err) != ClassTransient {
 		t.Fatalf("first 70050: %v", err)
 	}
 	var apiErr *APIError
@@ -252,11 +254,11 @@ func Test70050PausesThenFatal(t *testing.T) {
 		t.Errorf("signatures = %d, want a re-sign", g.n.Load())
 	}
 	// During the pause: no calls reach the server.
-	if err := get(); !errors.Is(err, ErrBreakerOpen) || f.calls() != 1 {
+	if err := get(); !errors.As(err, &spe) || !errors.Is(err, ErrHoldOff) || f.calls() != 1 {
 		t.Fatalf("during pause: %v, calls %d", err, f.calls())
 	}
 	// After the pause, the same answer again is fatal.
-	waitFor(t, 2*time.Second, func() bool { return c.pauseLeft() <= 0 })
+	testsupport.WaitFor(t, 2*time.Second, "the pause to end", func() bool { return c.pauseLeft() <= 0 })
 	err = get()
 	if !errors.As(err, &apiErr) || !apiErr.Escalated() || Classify(err) != ClassFatal || f.calls() != 2 {
 		t.Fatalf("repeated 70050: %v (calls %d)", err, f.calls())
@@ -268,7 +270,7 @@ func Test70050PausesThenFatal(t *testing.T) {
 		t.Fatal(err)
 	}
 	answer.Store(CodeSigCheckRateLimited)
-	if err := get(); !errors.Is(err, ErrBreakerOpen) {
+	if err := get(); !errors.As(err, &spe) {
 		t.Errorf("new episode: %v", err)
 	}
 }

@@ -318,7 +318,7 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 		if err == nil {
 			return lookup{
 				status:    schemas.StatusOK,
-				accounts:  convertAccounts(subs.Accounts),
+				accounts:  subs.Accounts,
 				total:     subs.TotalCount,
 				complete:  true,
 				fetchedAt: now(),
@@ -350,11 +350,10 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 			}
 		}
 		ue := &unavailableError{err: err}
-		var boe *client.BreakerOpenError
-		if errors.As(err, &boe) {
-			ue.retryAfter = boe.RetryAfter
+		if d, ok := client.RetryAfter(err); ok {
+			ue.retryAfter = d
 		}
-		if errors.Is(err, client.ErrBreakerOpen) {
+		if errors.Is(err, client.ErrHoldOff) {
 			ue.outage = true
 		} else if bs, ok := f.(breakerStater); ok && bs.BreakerState() == client.BreakerOpen {
 			ue.outage = true
@@ -368,55 +367,7 @@ func fatalSetting(e *client.APIError) string {
 	if e == nil {
 		return "the API client configuration"
 	}
-	switch e.Code {
-	case 0:
-		return "the API base URL (BaseURL or Region): the server answered HTTP " + fmt.Sprint(e.HTTPStatus)
-	case client.CodeNoPermission:
-		return "the admin identifier (Admin): it lacks permission for official accounts"
-	case client.CodeServiceNotEnabled:
-		return "the SDKAppID: enable the official-account service (Ultimate or Enterprise edition) in the Chat console"
-	case client.CodeAppIDInvalid, client.CodeAppDisabled, client.CodePackageExpired, client.CodeMissingAppID:
-		return "the SDKAppID: the app is invalid, disabled or its package expired"
-	case client.CodeRequestDisabled:
-		return "the SDKAppID: this API is disabled for the app in the Chat console"
-	case client.CodeAdminRequired, client.CodeIdentifierMismatch, client.CodeAccountBlacklisted, client.CodeAccountNotImported, client.CodeWrongAccountType:
-		return "the admin identifier (Admin): it must be an imported app admin account"
-	case client.CodeIPNotAllowed:
-		return "the app's IP allow-list in the Chat console: this host's address is not allowed"
-	case client.CodeKeyNotFound, client.CodeAppIDNotFound:
-		return "the Region (or BaseURL): the app is not found in this region"
-	case client.CodeAppIDMismatch:
-		return "the SDKAppID or SecretKey: they do not belong together"
-	case client.CodeAccountOrSigError, client.CodeSigParseError, client.CodeUserSigExpired, client.CodeSigVerifyFailed,
-		client.CodeSigVerifyFailed2, client.CodeSigCheckRateLimited:
-		return "the SecretKey: the UserSig made with it is rejected"
-	case client.CodeMalformedURL, client.CodeMalformedJSON, client.CodeResourceError:
-		return "the API base URL (BaseURL): requests arrive malformed, check proxies"
-	}
-	return fmt.Sprintf("the API client configuration (ErrorCode %d)", e.Code)
-}
-
-// convertAccounts maps the API's accounts to the output schema's.
-func convertAccounts(in []client.OfficialAccount) []schemas.OfficialAccount {
-	out := make([]schemas.OfficialAccount, len(in))
-	for i, a := range in {
-		out[i] = schemas.OfficialAccount{
-			OfficialAccount: a.OfficialAccount,
-			Name:            a.Name,
-			OwnerAccount:    a.OwnerAccount,
-			CreateTime:      a.CreateTime,
-			LastMsgTime:     a.LastMsgTime,
-			SubscriberNum:   a.SubscriberNum,
-			Introduction:    a.Introduction,
-			FaceURL:         a.FaceURL,
-			Organization:    a.Organization,
-			CustomString:    a.CustomString,
-		}
-		if a.SelfInfo != nil {
-			out[i].SelfInfo = &schemas.SelfInfo{SubscribeTime: a.SelfInfo.SubscribeTime, CustomString: a.SelfInfo.CustomString}
-		}
-	}
-	return out
+	return e.Hint()
 }
 
 // minProbeUsers is how many distinct users' records a paused pipeline keeps

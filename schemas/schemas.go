@@ -93,26 +93,32 @@ type Enrichment struct {
 	Cache            CacheResult       `json:"cache"`
 }
 
-// OfficialAccount is one subscribed official account. Pointer fields are nil
-// when the API omitted them.
+// OfficialAccount is one subscribed official account: the output's
+// official_accounts item and, through the api tags, an item of the API's
+// OfficialAccountInfoList (the client decodes the API's answer into it).
+// A new field is one line here: its output name (json tag) and its API
+// name (api tag). Pointer fields are nil when the API omitted them; they
+// are the fields a ResponseFilter may select, by their API names.
 type OfficialAccount struct {
-	OfficialAccount string    `json:"official_account"`
-	Name            *string   `json:"name,omitempty"`
-	OwnerAccount    *string   `json:"owner_account,omitempty"`
-	CreateTime      *int64    `json:"create_time,omitempty"`
-	LastMsgTime     *int64    `json:"last_msg_time,omitempty"`
-	SubscriberNum   *int64    `json:"subscriber_num,omitempty"`
-	Introduction    *string   `json:"introduction,omitempty"`
-	FaceURL         *string   `json:"face_url,omitempty"`
-	Organization    *string   `json:"organization,omitempty"`
-	CustomString    *string   `json:"custom_string,omitempty"`
-	SelfInfo        *SelfInfo `json:"self_info,omitempty"`
+	OfficialAccount string    `json:"official_account" api:"Official_Account"`
+	Name            *string   `json:"name,omitempty" api:"Name"`
+	OwnerAccount    *string   `json:"owner_account,omitempty" api:"Owner_Account"`
+	CreateTime      *int64    `json:"create_time,omitempty" api:"CreateTime"`
+	LastMsgTime     *int64    `json:"last_msg_time,omitempty" api:"LastMsgTime"`
+	SubscriberNum   *int64    `json:"subscriber_num,omitempty" api:"SubscriberNum"`
+	Introduction    *string   `json:"introduction,omitempty" api:"Introduction"`
+	FaceURL         *string   `json:"face_url,omitempty" api:"FaceUrl"`
+	Organization    *string   `json:"organization,omitempty" api:"Organization"`
+	CustomString    *string   `json:"custom_string,omitempty" api:"CustomString"`
+	SelfInfo        *SelfInfo `json:"self_info,omitempty" api:"SelfInfo"`
 }
 
-// SelfInfo is the subscriber's own information for one official account.
+// SelfInfo is the subscriber's own information for one official account,
+// named like OfficialAccount: output name in the json tag, API name in the
+// api tag.
 type SelfInfo struct {
-	SubscribeTime *int64  `json:"subscribe_time,omitempty"`
-	CustomString  *string `json:"custom_string,omitempty"`
+	SubscribeTime *int64  `json:"subscribe_time,omitempty" api:"SubscribeTime"`
+	CustomString  *string `json:"custom_string,omitempty" api:"CustomString"`
 }
 
 // recordRest is Record without the event, for Encode.

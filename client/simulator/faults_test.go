@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 func TestFrequencyLimit(t *testing.T) {
@@ -230,7 +232,7 @@ func TestSlowAnswerOutlivesClientTimeout(t *testing.T) {
 		t.Fatalf("error %v, want a deadline", err)
 	}
 	// The handler notices the client left and stops waiting.
-	waitFor(t, "the abandoned call", func() bool {
+	testsupport.WaitFor(t, waitLimit, "the abandoned call", func() bool {
 		st := e.srv.Stats()
 		return st.Abandoned == 1 && st.InFlight == 0
 	})

@@ -175,17 +175,8 @@ func userBody(user string) string {
 	return string(b)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for the condition
-	}
-}
+// waitLimit bounds the tests' waits for a condition (testsupport.WaitFor).
+const waitLimit = 10 * time.Second
 
 func TestConfigValidate(t *testing.T) {
 	ok := Config{SDKAppID: testAppID, Admin: testAdmin, SecretKey: testKey}

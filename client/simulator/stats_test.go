@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 func TestStatsCounts(t *testing.T) {
@@ -113,13 +115,13 @@ func TestStatsConcurrency(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "all calls in flight", func() bool { return e.srv.Stats().InFlight == n })
+	testsupport.WaitFor(t, waitLimit, "all calls in flight", func() bool { return e.srv.Stats().InFlight == n })
 	if st := e.srv.Stats(); st.MaxConcurrent != n {
 		t.Fatalf("MaxConcurrent %d, want %d", st.MaxConcurrent, n)
 	}
 	cancel()
 	wg.Wait()
-	waitFor(t, "all calls abandoned", func() bool {
+	testsupport.WaitFor(t, waitLimit, "all calls abandoned", func() bool {
 		st := e.srv.Stats()
 		return st.InFlight == 0 && st.Abandoned == n
 	})
@@ -144,7 +146,7 @@ func TestServerCloseAbortsCallsInFlight(t *testing.T) {
 		}
 		errc <- err
 	}()
-	waitFor(t, "the call in flight", func() bool { return srv.Stats().InFlight == 1 })
+	testsupport.WaitFor(t, waitLimit, "the call in flight", func() bool { return srv.Stats().InFlight == 1 })
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
