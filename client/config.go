@@ -17,6 +17,8 @@ import (
 // Defaults applied by New to zero-valued Config fields.
 const (
 	DefaultRate             = 200.0
+	// MaxRate is the API's documented limit: calls per second per SDKAppID.
+	MaxRate = 200.0
 	DefaultRateSafety       = 0.98
 	DefaultPageLimit        = 200
 	MaxPageLimit            = 200
@@ -248,8 +250,8 @@ func (c Config) Validate() error {
 	if _, err := d.baseURL(); err != nil {
 		errs = append(errs, err)
 	}
-	if !(d.Rate > 0) || math.IsInf(d.Rate, 0) {
-		bad("Rate", d.Rate, "must be a positive number of calls/s")
+	if !(d.Rate > 0 && d.Rate <= MaxRate) {
+		bad("Rate", d.Rate, "must be above 0 and at most %g calls/s (the API's limit per app)", float64(MaxRate))
 	}
 	if !(d.RateSafety > 0 && d.RateSafety <= 1) {
 		bad("RateSafety", d.RateSafety, "must be in (0,1]")

@@ -158,7 +158,7 @@ func TestConfigErrorText(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{func(c *Config) { c.Rate = math.Inf(1) }, "client: invalid config: Rate +Inf: must be a positive number of calls/s"},
+		{func(c *Config) { c.Rate = math.Inf(1) }, "client: invalid config: Rate +Inf: must be above 0 and at most 200 calls/s (the API's limit per app)"},
 		{func(c *Config) { c.Admin = " " }, `client: invalid config: Admin " ": the app admin identifier is required`},
 		{func(c *Config) { c.SecretKey = "" }, "client: invalid config: SecretKey: is required"},
 		{func(c *Config) { c.Region = "" }, "client: invalid config: Region: one of Region or BaseURL is required"},

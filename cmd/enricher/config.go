@@ -42,9 +42,7 @@ const (
 	defaultOutputTopic = "user-events-enriched"
 	defaultDLQTopic    = "user-events-dlq"
 	defaultGroup       = "enricher"
-	defaultAPIRate     = 200.0
 	defaultHTTPAddr    = ":9464"
-	maxAPIRate         = 200.0 // the API's documented per-SDKAppID limit
 )
 
 // Values of --start-offset and --order-by.
@@ -156,7 +154,7 @@ func tencentFlags() []cli.Flag {
 			Usage: "the app administrator account the calls are signed as (required)"},
 		&cli.StringFlag{Name: "im-secret-key-file", Category: catTencent, Sources: env("ENRICHER_IM_SECRET_KEY_FILE"),
 			Usage: "`FILE` holding the application's secret key (or set " + envSecretKey + "; one of them is required)"},
-		&cli.FloatFlag{Name: "api-rate", Category: catTencent, Value: defaultAPIRate, Sources: env("ENRICHER_API_RATE"),
+		&cli.FloatFlag{Name: "api-rate", Category: catTencent, Value: client.DefaultRate, Sources: env("ENRICHER_API_RATE"),
 			Usage: "API calls per second this instance may make; the instances sharing an SDKAppID must sum to at most 200"},
 	}
 }
@@ -184,16 +182,6 @@ type kafkaSettings struct {
 	Brokers []string
 	TLS     *tls.Config    // nil: plaintext
 	SASL    sasl.Mechanism // nil: no SASL
-}
-
-// tencentSettings are the REST API credentials and budget.
-type tencentSettings struct {
-	Region    string
-	BaseURL   string
-	SDKAppID  int
-	Admin     string
-	SecretKey string // never printed
-	Rate      float64
 }
 
 // opsSettings are logging and the operational HTTP endpoint.
@@ -336,22 +324,8 @@ func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 	if cmd.IsSet("max-in-flight-per-partition") {
 		c.MaxInFlightPerPartition = cmd.Int("max-in-flight-per-partition")
 	}
-	// The processor reads zero as "the default": a flag set to zero (or
-	// less) is an operator's mistake, not a request for the default.
-	for _, name := range positiveFlags {
-		if !hasFlag(cmd, name) {
-			continue
-		}
-		switch v := cmd.Value(name).(type) {
-		case int:
-			if v < 1 {
-				return c, flagError(cmd, name, "must be at least 1, got %d", v)
-			}
-		case time.Duration:
-			if v <= 0 {
-				return c, flagError(cmd, name, "must be positive, got %s", v)
-			}
-		}
+	if err := checkPositive(cmd, positiveFlags...); err != nil {
+		return c, err
 	}
 	switch v := strings.ToLower(strings.TrimSpace(cmd.String("order-by"))); v {
 	case orderByKafkaKey:
@@ -371,6 +345,32 @@ func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 		return c, configError(cmd, err)
 	}
 	return c, nil
+}
+
+// checkPositive rejects numeric flags set to zero or less: the packages
+// read zero as "the default", so a flag set to zero is an operator's
+// mistake, not a request for the default.
+func checkPositive(cmd *cli.Command, names ...string) error {
+	for _, name := range names {
+		if !hasFlag(cmd, name) {
+			continue
+		}
+		switch v := cmd.Value(name).(type) {
+		case int:
+			if v < 1 {
+				return flagError(cmd, name, "must be at least 1, got %d", v)
+			}
+		case float64:
+			if !(v > 0) {
+				return flagError(cmd, name, "must be above 0, got %g", v)
+			}
+		case time.Duration:
+			if v <= 0 {
+				return flagError(cmd, name, "must be positive, got %s", v)
+			}
+		}
+	}
+	return nil
 }
 
 // positiveFlags are the numeric pipeline flags that must be positive.
@@ -395,6 +395,9 @@ var configFlags = map[string]string{
 	"processor.SessionTimeout": "session-timeout", "processor.HeartbeatInterval": "heartbeat-interval",
 	"processor.RebalanceTimeout": "rebalance-timeout",
 	"processor.From":             "from", "processor.To": "to", "processor.Offsets": "offsets",
+
+	"client.BaseURL": "im-base-url", "client.Region": "im-region", "client.SDKAppID": "im-sdkappid",
+	"client.Admin": "im-admin", "client.Rate": "api-rate",
 }
 
 // configError reports a *ConfigError of the client or processor as the
@@ -404,7 +407,14 @@ func configError(cmd *cli.Command, err error) error {
 	if errors.As(err, &pe) {
 		return fieldError(cmd, "processor", pe.Field, pe.Value, pe.Reason, pe.Other, pe.OtherValue)
 	}
-	if errors.Is(err, processor.ErrConfig) {
+	var ce *client.ConfigError
+	if errors.As(err, &ce) {
+		if ce.Field == "SecretKey" {
+			return badConfig("%s or %s %s", envSecretKey, flagRef(cmd, "im-secret-key-file"), ce.Reason)
+		}
+		return fieldError(cmd, "client", ce.Field, ce.Value, ce.Reason, "", nil)
+	}
+	if errors.Is(err, processor.ErrConfig) || errors.Is(err, client.ErrConfig) {
 		return badConfig("%w", err)
 	}
 	return err
@@ -429,11 +439,10 @@ func fieldError(cmd *cli.Command, pkg, field string, value any, reason, other st
 		o, _ := name(other)
 		msg += fmt.Sprintf(" %s (%v)", o, otherValue)
 	}
-	flag := configFlags[pkg+"."+field]
-	if v := flagValue(cmd, flag); v != "" {
-		msg += fmt.Sprintf(", got %q", v)
-	} else if value != nil && value != "" {
+	if value != nil && value != "" {
 		msg += fmt.Sprintf(", got %v", value)
+	} else if v := flagValue(cmd, configFlags[pkg+"."+field]); v != "" {
+		msg += fmt.Sprintf(", got %q", v)
 	}
 	return usageError{errors.New(msg)}
 }
@@ -448,38 +457,41 @@ func hasFlag(cmd *cli.Command, name string) bool {
 	return false
 }
 
-func parseTencent(cmd *cli.Command) (tencentSettings, error) {
-	s := tencentSettings{
-		Region:   strings.ToLower(strings.TrimSpace(cmd.String("im-region"))),
+// parseTencent reads the Tencent Cloud Chat settings into the client's
+// Config (without logging and telemetry). A setting the client rejects is
+// reported as its flag (configError).
+func parseTencent(cmd *cli.Command) (client.Config, error) {
+	c := client.Config{
 		BaseURL:  strings.TrimSpace(cmd.String("im-base-url")),
 		SDKAppID: cmd.Int("im-sdkappid"),
 		Admin:    strings.TrimSpace(cmd.String("im-admin")),
 		Rate:     cmd.Float("api-rate"),
 	}
-	if s.Region == "" && s.BaseURL == "" {
-		return s, usageError{fmt.Errorf("%s or %s is required", flagRef(cmd, "im-region"), flagRef(cmd, "im-base-url"))}
+	if err := checkPositive(cmd, "api-rate"); err != nil {
+		return c, err
 	}
-	if s.Region != "" {
-		if _, err := client.ParseRegion(s.Region); err != nil {
-			return s, flagError(cmd, "im-region", "must be one of %v, got %q", client.Regions(), s.Region)
+	region := strings.ToLower(strings.TrimSpace(cmd.String("im-region")))
+	if region == "" && c.BaseURL == "" {
+		return c, usageError{fmt.Errorf("%s or %s is required", flagRef(cmd, "im-region"), flagRef(cmd, "im-base-url"))}
+	}
+	if region != "" {
+		r, err := client.ParseRegion(region)
+		if err != nil {
+			return c, flagError(cmd, "im-region", "must be one of %v, got %q", client.Regions(), region)
 		}
+		c.Region = r
 	}
-	if s.SDKAppID <= 0 {
-		return s, flagError(cmd, "im-sdkappid", "is required and must be positive")
-	}
-	if s.Admin == "" {
-		return s, flagError(cmd, "im-admin", "is required")
-	}
-	if err := checkAPIRate(cmd, s.Rate); err != nil {
-		return s, err
+	check := c
+	check.SecretKey = "-" // read below, after the settings an operator sees first
+	if err := check.Validate(); err != nil {
+		return c, configError(cmd, err)
 	}
 	key, err := secret(envSecretKey, flagRef(cmd, "im-secret-key-file"), cmd.String("im-secret-key-file"))
 	if err != nil {
-		return s, err
+		return c, err
 	}
-	s.SecretKey = key
-	// The client's own rules are the last word (e.g. the base URL's form).
-	return s, checkTencent(cmd, s)
+	c.SecretKey = key
+	return c, nil
 }
 
 func parseOps(cmd *cli.Command) (opsSettings, error) {
@@ -548,98 +560,6 @@ func newLogger(s opsSettings, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// LogValue renders the settings for a log line without the secret key.
-func (s tencentSettings) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("region", s.Region), slog.String("base_url", s.BaseURL),
-		slog.Int("sdkappid", s.SDKAppID), slog.String("admin", s.Admin),
-		slog.Float64("api_rate", s.Rate), slog.Bool("secret_key_set", s.SecretKey != ""),
-	)
-}
-
-// String never includes the secret key.
-func (s tencentSettings) String() string {
-	return fmt.Sprintf("region=%s base_url=%s sdkappid=%d admin=%s api_rate=%g secret_key=[redacted]",
-		s.Region, s.BaseURL, s.SDKAppID, s.Admin, s.Rate)
-}
-
-// The client and processor packages validate their Config with plain
-// errors naming Go fields. The tables below map each field the command
-// sets to the flag that feeds it. A field is checked by validating a
-// Config that is valid except for that one field, set from the operator's
-// settings: a failure is that flag's fault, whatever the package's message
-// says, so no error text is ever matched.
-
-// clientField is one client.Config field fed by a flag.
-type clientField struct {
-	flag string
-	set  func(*client.Config, tencentSettings)
-	what string // continues "--flag (ENV) ..." when the client rejects the value
-}
-
-var clientFields = []clientField{
-	{"im-base-url", func(c *client.Config, s tencentSettings) { c.BaseURL = s.BaseURL },
-		"must be an http or https URL with a host and without query or user info"},
-	{"im-region", func(c *client.Config, s tencentSettings) {
-		c.BaseURL = ""
-		c.Region = client.Region(s.Region)
-		if r, err := client.ParseRegion(s.Region); err == nil {
-			c.Region = r
-		}
-	}, "must be one of " + fmt.Sprint(client.Regions())},
-	{"im-sdkappid", func(c *client.Config, s tencentSettings) { c.SDKAppID = s.SDKAppID }, "must be positive"},
-	{"im-admin", func(c *client.Config, s tencentSettings) { c.Admin = s.Admin }, "must name the app administrator"},
-	{"api-rate", func(c *client.Config, s tencentSettings) { c.Rate = s.Rate }, ""}, // message: see apiRateError
-}
-
-// validClientConfig is a client.Config that passes Validate; the probes
-// change one field of it.
-func validClientConfig() client.Config {
-	return client.Config{SDKAppID: 1, Admin: "administrator", SecretKey: "probe", BaseURL: "https://127.0.0.1"}
-}
-
-// clientAccepts reports whether the client accepts the field set from s.
-func clientAccepts(f clientField, s tencentSettings) bool {
-	c := validClientConfig()
-	f.set(&c, s)
-	return c.Validate() == nil
-}
-
-// checkAPIRate validates --api-rate: above 0 (the client paces any
-// positive rate) and at most the API's per-SDKAppID limit.
-func checkAPIRate(cmd *cli.Command, rate float64) error {
-	if !(rate > 0 && rate <= maxAPIRate) {
-		return flagError(cmd, "api-rate", "must be above 0 and at most %g, got %g", maxAPIRate, rate)
-	}
-	return nil
-}
-
-// checkTencent validates every flag-fed client field with the client's rules.
-func checkTencent(cmd *cli.Command, s tencentSettings) error {
-	for _, f := range clientFields {
-		if f.flag == "im-region" && s.BaseURL != "" || f.flag == "im-base-url" && s.BaseURL == "" {
-			continue // --im-base-url overrides --im-region
-		}
-		if clientAccepts(f, s) {
-			continue
-		}
-		if f.flag == "api-rate" {
-			return checkAPIRate(cmd, s.Rate)
-		}
-		return flagError(cmd, f.flag, "%s, got %q", f.what, flagValue(cmd, f.flag))
-	}
-	return nil
-}
-
-// clientConfigError maps an error of client.Config.Validate or client.New
-// to the flag at fault; an error no flag explains is returned as is.
-func clientConfigError(cmd *cli.Command, s tencentSettings, err error) error {
-	if cerr := checkTencent(cmd, s); cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // flagValue is the flag's value as the operator gave it.

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/eventgen"
@@ -36,7 +37,7 @@ func devCommand() *cli.Command {
 			Usage: "listen `ADDR` of the embedded Kafka broker (reachable with any Kafka client)"},
 		&cli.IntFlag{Name: "partitions", Category: catDev, Value: 8, Sources: env("ENRICHER_DEV_PARTITIONS"),
 			Usage: "partitions of the topics"},
-		&cli.FloatFlag{Name: "api-rate", Category: catDev, Value: defaultAPIRate, Sources: env("ENRICHER_API_RATE"),
+		&cli.FloatFlag{Name: "api-rate", Category: catDev, Value: client.DefaultRate, Sources: env("ENRICHER_API_RATE"),
 			Usage: "API calls per second the processor may make (the simulator enforces 200)"},
 		&cli.DurationFlag{Name: "sim-latency", Category: catDev, Value: 20 * time.Millisecond, Sources: env("ENRICHER_DEV_SIM_LATENCY"),
 			Usage: "simulated API latency, plus up to --sim-jitter"},
@@ -102,13 +103,17 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 	if s.Gen, err = parseGenerator(cmd); err != nil {
 		return s, err
 	}
+	if err := checkPositive(cmd, "api-rate"); err != nil {
+		return s, err
+	}
+	if err := devClientConfig("http://127.0.0.1", s.APIRate).Validate(); err != nil {
+		return s, configError(cmd, err)
+	}
 	switch {
 	case s.DataDir == "":
 		return s, flagError(cmd, "data-dir", "must not be empty")
 	case s.Partitions < 1:
 		return s, flagError(cmd, "partitions", "must be at least 1, got %d", s.Partitions)
-	case checkAPIRate(cmd, s.APIRate) != nil:
-		return s, checkAPIRate(cmd, s.APIRate)
 	case s.SimLatency < 0:
 		return s, flagError(cmd, "sim-latency", "must not be negative, got %s", s.SimLatency)
 	case s.SimJitter < 0:
@@ -169,9 +174,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer sim.Close()
 
-	api, err := newClient(cmd, tencentSettings{
-		BaseURL: sim.URL(), SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: devSecretKey, Rate: s.APIRate,
-	}, log, prov)
+	api, err := newClient(cmd, devClientConfig(sim.URL(), s.APIRate), log, prov)
 	if err != nil {
 		return err
 	}
@@ -367,4 +370,9 @@ func sampleLine(value []byte, n int) string {
 		return string(value)
 	}
 	return fmt.Sprintf("%s (official_accounts: first %d of %d shown)", short, n, len(accts))
+}
+
+// devClientConfig is the client of the embedded simulator at url.
+func devClientConfig(url string, rate float64) client.Config {
+	return client.Config{BaseURL: url, SDKAppID: devSDKAppID, Admin: devAdmin, SecretKey: devSecretKey, Rate: rate}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/internal/telemetry"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
@@ -94,52 +95,39 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 	}
 }
 
-// TestAPIRateBoundMatchesClient: every rate the command accepts, the
-// client accepts too, and the bounds themselves are enforced.
-func TestAPIRateBoundMatchesClient(t *testing.T) {
-	for _, rate := range []float64{0.01, 0.5, 1, 2, 199.99, maxAPIRate} {
-		c := validClientConfig()
-		c.Rate = rate
-		if err := c.Validate(); err != nil {
-			t.Errorf("client rejects --api-rate %g that the command accepts: %v", rate, err)
-		}
-	}
-}
-
-// TestFieldTablesMatchFlags: every row of the client field→flag table
-// names a real flag of run, and a bad value of that field alone is
-// reported as that flag.
-func TestFieldTablesMatchFlags(t *testing.T) {
+// TestClientConfigErrorsNameFlags: every client field a flag sets, when
+// the client rejects it, is reported as that flag.
+func TestClientConfigErrorsNameFlags(t *testing.T) {
 	run := runCommand()
-	for _, f := range clientFields {
-		if !hasFlag(run, f.flag) {
-			t.Errorf("clientFields: run has no --%s", f.flag)
-		}
-	}
-	goodT := tencentSettings{BaseURL: "https://example.com", SDKAppID: 1, Admin: "a", SecretKey: "k", Rate: 100}
-	if err := checkTencent(run, goodT); err != nil {
+	good := client.Config{BaseURL: "https://example.com", SDKAppID: 1, Admin: "a", SecretKey: "k", Rate: 100}
+	if err := good.Validate(); err != nil {
 		t.Fatalf("valid settings rejected: %v", err)
 	}
-	clientCases := []struct {
+	cases := []struct {
 		flag   string
-		break_ func(*tencentSettings)
+		break_ func(*client.Config)
 	}{
-		{"im-base-url", func(s *tencentSettings) { s.BaseURL = "ftp://example.com" }},
-		{"im-region", func(s *tencentSettings) { s.BaseURL, s.Region = "", "mars" }},
-		{"im-sdkappid", func(s *tencentSettings) { s.SDKAppID = 0 }},
-		{"im-admin", func(s *tencentSettings) { s.Admin = " " }},
-		{"api-rate", func(s *tencentSettings) { s.Rate = -1 }},
+		{"im-base-url", func(c *client.Config) { c.BaseURL = "ftp://example.com" }},
+		{"im-region", func(c *client.Config) { c.BaseURL, c.Region = "", "mars" }},
+		{"im-sdkappid", func(c *client.Config) { c.SDKAppID = -1 }},
+		{"im-admin", func(c *client.Config) { c.Admin = " " }},
+		{"api-rate", func(c *client.Config) { c.Rate = 201 }},
 	}
-	for _, tt := range clientCases {
-		s := goodT
-		tt.break_(&s)
-		_, cerr := clientConfig(run, s, nil, &telemetry.Providers{})
-		if cerr == nil || !strings.HasPrefix(cerr.Error(), flagRef(run, tt.flag)+" ") {
-			t.Errorf("%s: clientConfig = %v, want an error naming %s", tt.flag, cerr, flagRef(run, tt.flag))
+	for _, tt := range cases {
+		c := good
+		tt.break_(&c)
+		verr := c.Validate()
+		if verr == nil {
+			t.Errorf("%s: the client accepts the broken value; the case tests nothing", tt.flag)
+			continue
+		}
+		err := configError(run, verr)
+		if !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
+			t.Errorf("%s: configError = %v, want an error naming %s first", tt.flag, err, flagRef(run, tt.flag))
 		}
 		for _, f := range goFieldNames {
-			if cerr != nil && strings.Contains(cerr.Error(), f) {
-				t.Errorf("%s: %q names %q", tt.flag, cerr, f)
+			if strings.Contains(err.Error(), f) {
+				t.Errorf("%s: %q names %q", tt.flag, err, f)
 			}
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
 
+	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -35,7 +36,7 @@ const (
 type replaySettings struct {
 	Kafka    kafkaSettings
 	Pipeline processor.Config
-	Tencent  tencentSettings
+	Tencent  client.Config
 	Ops      opsSettings
 	Range    processor.ReplayRange
 	Progress string // "auto", "bar" or "log"

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -15,7 +16,7 @@ import (
 type runSettings struct {
 	Kafka    kafkaSettings
 	Pipeline processor.Config
-	Tencent  tencentSettings
+	Tencent  client.Config
 	Ops      opsSettings
 }
 

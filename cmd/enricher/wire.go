@@ -30,42 +30,14 @@ func newTelemetry(ctx context.Context) (*telemetry.Providers, error) {
 	return prov, nil
 }
 
-// clientConfig maps the Tencent settings onto the client's Config; an
-// invalid setting is reported as the flag of cmd that feeds it.
-func clientConfig(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (client.Config, error) {
-	cfg := client.Config{
-		SDKAppID:       s.SDKAppID,
-		Admin:          s.Admin,
-		SecretKey:      s.SecretKey,
-		BaseURL:        s.BaseURL,
-		Rate:           s.Rate,
-		Logger:         log,
-		TracerProvider: prov.TracerProvider,
-		MeterProvider:  prov.MeterProvider,
-	}
-	if s.Region != "" {
-		r, err := client.ParseRegion(s.Region)
-		if err != nil {
-			return cfg, flagError(cmd, "im-region", "must be one of %v, got %q", client.Regions(), s.Region)
-		}
-		cfg.Region = r
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, clientConfigError(cmd, s, err)
-	}
-	return cfg, nil
-}
-
-// newClient builds the Tencent client from the settings; an invalid
-// setting is reported as the flag of cmd that feeds it. The caller closes it.
-func newClient(cmd *cli.Command, s tencentSettings, log *slog.Logger, prov *telemetry.Providers) (*client.Client, error) {
-	cfg, err := clientConfig(cmd, s, log, prov)
-	if err != nil {
-		return nil, err
-	}
+// newClient builds the Tencent client from its Config, with logging and
+// telemetry; an invalid setting is reported as the flag of cmd that sets
+// it. The caller closes it.
+func newClient(cmd *cli.Command, cfg client.Config, log *slog.Logger, prov *telemetry.Providers) (*client.Client, error) {
+	cfg.Logger, cfg.TracerProvider, cfg.MeterProvider = log, prov.TracerProvider, prov.MeterProvider
 	api, err := client.New(cfg)
 	if err != nil {
-		return nil, clientConfigError(cmd, s, err)
+		return nil, configError(cmd, err)
 	}
 	return api, nil
 }
