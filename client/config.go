@@ -16,9 +16,9 @@ import (
 
 // Defaults applied by New to zero-valued Config fields.
 const (
-	DefaultRate             = 200.0
+	DefaultRate = 200.0
 	// MaxRate is the API's documented limit: calls per second per SDKAppID.
-	MaxRate = 200.0
+	MaxRate                 = 200.0
 	DefaultRateSafety       = 0.98
 	DefaultPageLimit        = 200
 	MaxPageLimit            = 200
