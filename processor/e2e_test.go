@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -271,7 +272,7 @@ func waitCommitted(t testing.TB, p *Processor, ends map[int]int64) {
 			t.Logf("ends %v, stats %+v", ends, p.Stats())
 		}
 	}()
-	waitFor(t, 60*time.Second, "commits up to the end offsets", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "commits up to the end offsets", func() bool {
 		got := map[int]int64{}
 		for _, ps := range p.Stats().Partitions {
 			got[ps.Partition] = ps.Committed
@@ -344,7 +345,7 @@ func TestEndToEnd(t *testing.T) {
 	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 128, 64
 	p := newFakeProcessor(t, cfg, tableLookup(randomLatency(3*time.Millisecond)))
 	run := runProcessor(t, p)
-	waitFor(t, 60*time.Second, "ready", p.Ready)
+	testsupport.WaitFor(t, 60*time.Second, "ready", p.Ready)
 	ends := c.endOffsets()
 	waitCommitted(t, p, ends)
 	if err := run.stop(); err != nil {
@@ -403,7 +404,7 @@ func TestHardStopRestart(t *testing.T) {
 	// Quiescent: the stalled partition's watermark stopped at u150 with its
 	// full allowance pending, the other partition is done, and both are
 	// committed up to their watermarks.
-	waitFor(t, 60*time.Second, "run 1 stalled with all watermarks committed", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "run 1 stalled with all watermarks committed", func() bool {
 		st := p1.Stats()
 		if len(st.Partitions) != 2 {
 			return false
@@ -578,7 +579,7 @@ func TestGracefulShutdownMidStream(t *testing.T) {
 	}
 	p1 := newFakeProcessor(t, cfg, slow)
 	run1 := runProcessor(t, p1)
-	waitFor(t, 60*time.Second, "some records published", func() bool { return p1.Stats().Out >= 50 })
+	testsupport.WaitFor(t, 60*time.Second, "some records published", func() bool { return p1.Stats().Out >= 50 })
 	if err := run1.stop(); err != nil {
 		t.Fatalf("Run = %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -48,7 +49,7 @@ func TestEnricherCoalesces(t *testing.T) {
 			results <- c
 		}()
 	}
-	waitFor(t, 5*time.Second, "all lookups started", func() bool { return e.misses.Load()+e.hits.Load() == waiters })
+	testsupport.WaitFor(t, 5*time.Second, "all lookups started", func() bool { return e.misses.Load()+e.hits.Load() == waiters })
 	close(gate)
 	wg.Wait()
 	n, _ := calls.Load("u1")
@@ -133,10 +134,10 @@ func TestEnricherWaiterCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error)
 	go func() { _, _, err := e.get(ctx, "u"); first <- err }()
-	waitFor(t, 5*time.Second, "first lookup started", func() bool { return e.calls.Load() == 1 })
+	testsupport.WaitFor(t, 5*time.Second, "first lookup started", func() bool { return e.calls.Load() == 1 })
 	second := make(chan error)
 	go func() { _, _, err := e.get(context.Background(), "u"); second <- err }()
-	waitFor(t, 5*time.Second, "second lookup waiting", func() bool { return e.misses.Load() == 2 })
+	testsupport.WaitFor(t, 5*time.Second, "second lookup waiting", func() bool { return e.misses.Load() == 2 })
 	cancel()
 	if err := <-first; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled waiter got %v", err)

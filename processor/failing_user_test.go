@@ -12,6 +12,7 @@ import (
 
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -50,7 +51,7 @@ func committedAt(p *Processor, partition int) int64 {
 // of held's partition must never pass held's offset.
 func waitWhileHeld(t testing.TB, p *Processor, held tp, what string, cond func() bool) {
 	t.Helper()
-	waitFor(t, 60*time.Second, what, func() bool {
+	testsupport.WaitFor(t, 60*time.Second, what, func() bool {
 		if off := committedAt(p, held.partition); off > held.offset {
 			t.Fatalf("partition %d committed %d past the unpublished record at %d", held.partition, off, held.offset)
 		}
@@ -208,7 +209,7 @@ func TestRecordRetryDeadlineOutcomes(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.outage {
-				waitFor(t, 5*time.Second, "retries through the outage", func() bool { return calls.Load() >= 5 })
+				testsupport.WaitFor(t, 5*time.Second, "retries through the outage", func() bool { return calls.Load() >= 5 })
 				if n := len(pub.messages()); n != 0 || !p.Stats().Paused {
 					t.Fatalf("during an outage: %d published, paused %v", n, p.Stats().Paused)
 				}

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -207,7 +208,7 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 	if err := c.Submit(ctx, kafka.Message{Offset: 0, Value: event("u0", 0)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "pause", func() bool { return p.Stats().Paused })
+	testsupport.WaitFor(t, 5*time.Second, "pause", func() bool { return p.Stats().Paused })
 	// While fewer than minProbeUsers users are waiting, new records are let
 	// through to probe; then fetching is paused: a Submit blocks until its
 	// deadline.
@@ -216,7 +217,7 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "probes waiting", func() bool { return p.probes.users() == minProbeUsers })
+	testsupport.WaitFor(t, 5*time.Second, "probes waiting", func() bool { return p.probes.users() == minProbeUsers })
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	err := c.Submit(tctx, kafka.Message{Offset: minProbeUsers, Value: event("u9", 9)})
 	cancel()
@@ -224,7 +225,7 @@ func TestUnavailablePausesAndRecovers(t *testing.T) {
 		t.Fatalf("Submit while paused = %v, want blocked", err)
 	}
 	f0 := failures.Load()
-	waitFor(t, 5*time.Second, "retries while down", func() bool { return failures.Load() >= f0+3 })
+	testsupport.WaitFor(t, 5*time.Second, "retries while down", func() bool { return failures.Load() >= f0+3 })
 	if n := len(pub.messages()); n != 0 {
 		t.Fatalf("%d records published while the API was down", n)
 	}

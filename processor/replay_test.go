@@ -11,6 +11,7 @@ import (
 
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // replayBase is the timestamp of the first timed event (millisecond
@@ -323,7 +324,7 @@ func TestReplayResumeAfterCrash(t *testing.T) {
 	}
 	p1 := newFakeProcessor(t, cfg, fetch1)
 	run1 := startReplay(t, cfg, rng, p1)
-	waitFor(t, 60*time.Second, "run 1 stalled with its watermark committed", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "run 1 stalled with its watermark committed", func() bool {
 		pr := run1.r.Progress()
 		st := p1.Stats()
 		if len(st.Partitions) != 2 || len(pr.Partitions) != 2 {
@@ -425,7 +426,7 @@ func TestReplayInterruptResume(t *testing.T) {
 	}
 	p1 := newFakeProcessor(t, cfg, fetch1)
 	run1 := startReplay(t, cfg, rng, p1)
-	waitFor(t, 60*time.Second, "a third published", func() bool { return p1.Stats().Out+p1.Stats().DLQ >= 100 })
+	testsupport.WaitFor(t, 60*time.Second, "a third published", func() bool { return p1.Stats().Out+p1.Stats().DLQ >= 100 })
 	run1.cancel()
 	close(gate)
 	if err := run1.wait(t); err != nil {
@@ -644,7 +645,7 @@ func TestReplayUncleanAfterClean(t *testing.T) {
 	// Run 1 stops cleanly (interrupt, records in flight finish).
 	p1 := newFakeProcessor(t, cfg, blocked)
 	run1 := startReplay(t, cfg, rng, p1)
-	waitFor(t, 60*time.Second, "records published", func() bool { return p1.Stats().Out > 20 })
+	testsupport.WaitFor(t, 60*time.Second, "records published", func() bool { return p1.Stats().Out > 20 })
 	run1.cancel()
 	close(gate)
 	if err := run1.wait(t); err != nil {
@@ -656,7 +657,7 @@ func TestReplayUncleanAfterClean(t *testing.T) {
 		return lookup{}, ctx.Err()
 	})
 	run2 := startReplay(t, cfg, rng, p2)
-	waitFor(t, 60*time.Second, "run 2 fetching", func() bool { return p2.Stats().In > 0 })
+	testsupport.WaitFor(t, 60*time.Second, "run 2 fetching", func() bool { return p2.Stats().In > 0 })
 	if pr := run2.r.Progress(); !pr.Resumed || pr.Unclean {
 		t.Fatalf("run 2 progress %+v, want a resumed clean stop", pr)
 	}

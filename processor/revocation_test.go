@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // TestRevocationDropsWithoutCommittingPastGap: a record whose lookup hangs
@@ -62,14 +64,14 @@ func TestRevocationDropsWithoutCommittingPastGap(t *testing.T) {
 			t.Fatalf("partition %d committed %d past the unpublished record at %d", slow.partition, off, slow.offset)
 		}
 	}
-	waitFor(t, 60*time.Second, "all but the hanging key published", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "all but the hanging key published", func() bool {
 		return a.Stats().Out == int64(len(msgs)-1-behind)
 	})
 	held()
 
 	b := newFakeProcessor(t, cfg, fetch)
 	runB := runProcessor(t, b)
-	waitFor(t, 60*time.Second, "rebalanced, the drop committed", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "rebalanced, the drop committed", func() bool {
 		held()
 		return b.Ready() && a.Ready() && len(a.Stats().Partitions) == 1 && len(b.Stats().Partitions) == 1 &&
 			c.committed("revocation")[slow.partition] == slow.offset
@@ -77,7 +79,7 @@ func TestRevocationDropsWithoutCommittingPastGap(t *testing.T) {
 	held()
 	close(release)
 	ends := c.endOffsets()
-	waitFor(t, 60*time.Second, "group committed to the end", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "group committed to the end", func() bool {
 		got := c.committed("revocation")
 		for p, end := range ends {
 			if got[p] != end {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // TestClaimOrdersPerKeyUnderConcurrency: with random lookup latency and many
@@ -103,7 +105,7 @@ func TestClaimBackpressure(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "4 lookups in flight", func() bool { return conc.cur.Load() == 4 })
+	testsupport.WaitFor(t, 5*time.Second, "4 lookups in flight", func() bool { return conc.cur.Load() == 4 })
 	// The fifth Submit must block: it returns only because its deadline passes.
 	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	err := c.Submit(tctx, kafka.Message{Offset: 4, Value: event("u4", 4)})
@@ -170,7 +172,7 @@ func TestClaimReleaseDropsWithoutPassingGaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "4 records published", func() bool { return len(pub.messages()) == 4 })
+	testsupport.WaitFor(t, 5*time.Second, "4 records published", func() bool { return len(pub.messages()) == 4 })
 	tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	if err := c.Drain(tctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Drain = %v, want deadline (one record stuck)", err)

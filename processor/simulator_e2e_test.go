@@ -17,6 +17,7 @@ import (
 
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/simulator"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -159,10 +160,10 @@ func TestSimulatorBreakerPause(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.produce(msgs[100:])
-	waitFor(t, 30*time.Second, "fetching paused", func() bool { return p.Stats().Paused })
+	testsupport.WaitFor(t, 30*time.Second, "fetching paused", func() bool { return p.Stats().Paused })
 	in := p.Stats().In
 	failed := srv.Stats().ByCode[502]
-	waitFor(t, 30*time.Second, "probes during the outage", func() bool { return srv.Stats().ByCode[502] >= failed+3 })
+	testsupport.WaitFor(t, 30*time.Second, "probes during the outage", func() bool { return srv.Stats().ByCode[502] >= failed+3 })
 	if st := p.Stats(); !st.Paused || st.In != in {
 		t.Fatalf("during the outage: paused %v, fetched %d records while paused", st.Paused, st.In-in)
 	}

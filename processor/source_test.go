@@ -10,6 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/time/rate"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // userEvents returns events from..from+n-1 for user(i), keyed k<i mod
@@ -40,12 +42,12 @@ func TestStartLatest(t *testing.T) {
 	cfg.StartOffset = StartLatest
 	p := newFakeProcessor(t, cfg, okLookup(0))
 	run := runProcessor(t, p)
-	waitFor(t, 60*time.Second, "assigned", func() bool { return p.Ready() && len(p.Stats().Partitions) == 2 })
+	testsupport.WaitFor(t, 60*time.Second, "assigned", func() bool { return p.Ready() && len(p.Stats().Partitions) == 2 })
 	old := c.endOffsets()
 	// "latest" is resolved by each partition's first fetch: probe with one
 	// record at a time until one is processed, then produce the batch.
 	probes := 0
-	waitFor(t, 60*time.Second, "a probe record processed", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "a probe record processed", func() bool {
 		if p.Stats().Out > 0 {
 			return true
 		}
@@ -53,7 +55,7 @@ func TestStartLatest(t *testing.T) {
 		probes++
 		return false
 	})
-	waitFor(t, 60*time.Second, "every partition fetching", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "every partition fetching", func() bool {
 		for _, ps := range p.Stats().Partitions {
 			if ps.Lag < 0 {
 				c.produce(seqEvents(1000+probes, 1))
@@ -93,12 +95,12 @@ func TestRebalance(t *testing.T) {
 	waitCommitted(t, p1, c.endOffsets())
 	p2 := newFakeProcessor(t, cfg, tableLookup(randomLatency(time.Millisecond)))
 	run2 := runProcessor(t, p2)
-	waitFor(t, 60*time.Second, "partitions split between the members", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "partitions split between the members", func() bool {
 		return len(p1.Stats().Partitions) > 0 && len(p2.Stats().Partitions) > 0 && len(p1.Stats().Partitions)+len(p2.Stats().Partitions) == 4
 	})
 	c.produce(seqEvents(200, 200))
 	ends := c.endOffsets()
-	waitFor(t, 60*time.Second, "group committed to the end", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "group committed to the end", func() bool {
 		got := c.committed("rebalance")
 		for part, end := range ends {
 			if got[part] != end {

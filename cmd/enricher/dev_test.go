@@ -1,33 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 var summaryRE = regexp.MustCompile(`\| in (\d+) \| out (\d+) \| dlq (\d+) \|`)
 
@@ -38,7 +20,7 @@ func runDevUntil(t *testing.T, dataDir string, minOut int) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testsupport.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"enricher", "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -161,7 +162,7 @@ func TestReplayCommandInterruptResume(t *testing.T) {
 	defer cancel()
 	// A slow budget and a small in-flight bound keep the first run going
 	// until it is interrupted (records in flight at the interrupt finish).
-	var out, errb syncBuffer
+	var out, errb testsupport.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"enricher", "replay", "--api-rate", "20", "--max-in-flight", "8", "--progress", "log", "--progress-interval", "50ms"}, &out, &errb)

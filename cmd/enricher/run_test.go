@@ -19,6 +19,7 @@ import (
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/eventgen"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -128,7 +129,7 @@ func TestRunEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testsupport.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"enricher", "run", "--log-level", "debug"}, &out, &errb) }()
 
@@ -303,7 +304,7 @@ func TestRunScaleOut(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs [2]syncBuffer
+	var logs [2]testsupport.SyncBuffer
 	done := make(chan int, 2)
 	for i := range logs {
 		go func() { done <- run(ctx, []string{"enricher", "run", "--cache-size", "1"}, io.Discard, &logs[i]) }()
