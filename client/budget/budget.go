@@ -10,15 +10,17 @@
 // slot s = max(tat, now) and moves tat to s + 1/r. Slots are thus at least
 // 1/r apart whatever the number of processes, so no trailing second holds
 // more than r+1 = Safety*Rate grants. A grant may reserve a slot slightly
-// ahead (live: one interval, replay: a quarter); Take then sleeps until the
-// slot. A take that cannot be granted gets the time until it may succeed
-// and sleeps it before asking again; callers of one Budget queue locally,
-// so only one of them at a time asks Redis.
+// ahead (live: two intervals, replay: a quarter); Take then sleeps until
+// the slot. A take that cannot be granted gets the time until it may
+// succeed and sleeps it before asking again. Callers of one Budget queue
+// locally, so only one of them at a time asks Redis; once it holds a
+// reservation the next one asks, from the time its own slot may be
+// reserved, so in the common case each grant costs one round trip.
 //
 // # Priority
 //
-// Live takes reserve one interval ahead, replay takes a quarter, so a live
-// take asking during an interval gets the next slot before any replay.
+// Live takes reserve two intervals ahead, replay takes a quarter, so a live
+// take asking in time gets the next slot before any replay.
 // When a live take cannot be granted it marks "live is waiting" until its
 // slot plus 250ms, and replay takes are refused while the mark holds. A
 // replay thus runs at the whole budget while live is idle and yields at
@@ -98,6 +100,7 @@ type Budget struct {
 	closed     atomic.Bool
 
 	turn chan struct{} // held by the caller that asks Redis
+	next time.Time     // under turn: when the next caller should ask (a hint)
 
 	members atomic.Int64 // member count at the last heartbeat
 
@@ -191,7 +194,14 @@ func (b *Budget) Take(ctx context.Context) (time.Duration, error) {
 	case <-ctx.Done():
 		return time.Since(start), ctx.Err()
 	}
-	defer func() { <-b.turn }()
+	held := true
+	release := func() {
+		if held {
+			held = false
+			<-b.turn
+		}
+	}
+	defer release()
 
 	for {
 		if fb := b.currentFallback(); fb != nil {
@@ -201,6 +211,9 @@ func (b *Budget) Take(ctx context.Context) (time.Duration, error) {
 			b.granted(ctx, start, false, time.Time{})
 			return time.Since(start), nil
 		}
+		if err := sleep(ctx, time.Until(b.next)); err != nil {
+			return time.Since(start), err
+		}
 		res, err := b.eval(ctx, "take")
 		if err != nil {
 			if ctx.Err() != nil {
@@ -209,14 +222,33 @@ func (b *Budget) Take(ctx context.Context) (time.Duration, error) {
 			b.enterDegraded(err)
 			continue
 		}
+		if !res.granted {
+			if err := sleep(ctx, res.wait); err != nil {
+				return time.Since(start), err
+			}
+			continue
+		}
+		// The slot is reserved: let the next caller reserve the following
+		// one while this one sleeps, from when it may be granted, so a late
+		// wakeup here does not delay the schedule.
+		interval := time.Duration(float64(time.Second) / res.rate)
+		b.next = time.Now().Add(res.wait + interval - b.lookahead(interval))
+		release()
 		if err := sleep(ctx, res.wait); err != nil {
 			return time.Since(start), err
 		}
-		if res.granted {
-			b.granted(ctx, start, true, res.slot)
-			return time.Since(start), nil
-		}
+		b.granted(ctx, start, true, res.slot)
+		return time.Since(start), nil
 	}
+}
+
+// lookahead is how far ahead of its slot a take of this role may reserve
+// it (as in the script).
+func (b *Budget) lookahead(interval time.Duration) time.Duration {
+	if b.cfg.Role == Live {
+		return 2 * interval
+	}
+	return interval / 4
 }
 
 func (b *Budget) granted(ctx context.Context, start time.Time, shared bool, slot time.Time) {

@@ -61,12 +61,12 @@ if op == 'take' then
   local T = 1000000 / rate
   local s = math.max(tat, now)
   if role == 'live' then
-    -- Live may reserve the next slot up to one interval ahead.
-    if s - now <= T then
+    -- Live may reserve a slot up to two intervals ahead.
+    if s - now <= 2 * T then
       granted, slot, wait = 1, s, s - now
       tat = s + T
     else
-      wait = s - now - T
+      wait = s - now - 2 * T
       live = math.max(live, s + liveHold)
     end
   else

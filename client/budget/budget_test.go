@@ -151,7 +151,7 @@ func TestPacedRate(t *testing.T) {
 }
 
 // At a fixed server time, the script reserves the current slot and the
-// next one (one interval ahead) for live, then refuses with the time until
+// next two (up to two intervals ahead) for live, then refuses with the time until
 // the next reservation may succeed.
 func TestScriptLiveSchedule(t *testing.T) {
 	mr, c := newMini(t)
@@ -172,13 +172,17 @@ func TestScriptLiveSchedule(t *testing.T) {
 		t.Fatalf("second take = %+v, want the slot 100ms ahead", r2)
 	}
 	r3, _ := b.eval(ctx, "take")
+	if !r3.granted || r3.wait != 200*time.Millisecond {
+		t.Fatalf("third take = %+v, want the slot 200ms ahead", r3)
+	}
+	r3, _ = b.eval(ctx, "take")
 	if r3.granted || r3.wait != 100*time.Millisecond {
-		t.Fatalf("third take = %+v, want a refusal with 100ms to wait", r3)
+		t.Fatalf("fourth take = %+v, want a refusal with 100ms to wait", r3)
 	}
 	mr.SetTime(t0.Add(100 * time.Millisecond))
 	r4, _ := b.eval(ctx, "take")
-	if !r4.granted || !r4.slot.Equal(t0.Add(200*time.Millisecond)) {
-		t.Fatalf("take after the wait = %+v, want the slot at +200ms", r4)
+	if !r4.granted || !r4.slot.Equal(t0.Add(300*time.Millisecond)) {
+		t.Fatalf("take after the wait = %+v, want the slot at +300ms", r4)
 	}
 	if r4.rate != 10 {
 		t.Fatalf("rate = %g, want 10", r4.rate)
@@ -204,21 +208,24 @@ func TestScriptReplayPriority(t *testing.T) {
 	if r.granted || r.wait != 75*time.Millisecond {
 		t.Fatalf("replay one interval early = %+v, want refusal, 75ms to wait", r)
 	}
-	// Live reserves the next slot although the replay could not.
+	// Live reserves the next slots although the replay could not.
 	if r, _ := live.eval(ctx, "take"); !r.granted || !r.slot.Equal(t0.Add(100*time.Millisecond)) {
 		t.Fatalf("live = %+v, want the slot at +100ms", r)
+	}
+	if r, _ := live.eval(ctx, "take"); !r.granted || !r.slot.Equal(t0.Add(200*time.Millisecond)) {
+		t.Fatalf("live = %+v, want the slot at +200ms", r)
 	}
 	// Live has to wait now: the mark refuses replays until slot+liveHold.
 	if r, _ := live.eval(ctx, "take"); r.granted {
 		t.Fatalf("live = %+v, want a refusal", r)
 	}
-	mr.SetTime(t0.Add(300 * time.Millisecond)) // past every slot, inside the mark
+	mr.SetTime(t0.Add(400 * time.Millisecond)) // past every slot, inside the mark
 	r, _ = replay.eval(ctx, "take")
-	wantWait := 200*time.Millisecond + liveHold - 300*time.Millisecond
+	wantWait := 300*time.Millisecond + liveHold - 400*time.Millisecond
 	if r.granted || r.wait != wantWait {
 		t.Fatalf("replay while live waits = %+v, want refusal, %s to wait", r, wantWait)
 	}
-	mr.SetTime(t0.Add(200*time.Millisecond + liveHold))
+	mr.SetTime(t0.Add(300*time.Millisecond + liveHold))
 	if r, _ := replay.eval(ctx, "take"); !r.granted {
 		t.Fatalf("replay after the mark = %+v, want a grant", r)
 	}
@@ -303,8 +310,8 @@ func TestScriptResumeHold(t *testing.T) {
 	}
 	r, _ := b.eval(ctx, "take")
 	hold := 1600 * time.Millisecond
-	if r.granted || r.wait != hold-100*time.Millisecond {
-		t.Fatalf("take after resume = %+v, want refusal until one interval before %s", r, hold)
+	if r.granted || r.wait != hold-200*time.Millisecond {
+		t.Fatalf("take after resume = %+v, want refusal until two intervals before %s", r, hold)
 	}
 }
 
