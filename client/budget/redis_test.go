@@ -3,8 +3,8 @@ package budget
 import (
 	"context"
 	"fmt"
-	"math"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -67,7 +67,10 @@ func (r *recorder) snapshot() []grant {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // proc is one simulated process: a client, a Budget and takers.
 type proc struct {
