@@ -196,7 +196,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	closed  bool
-	leases  map[string]*Lease                   // leases this Store holds, by user
+	leases  map[string]*Lease                     // leases this Store holds, by user
 	waiters map[string]map[chan struct{}]struct{} // Wait calls, by user
 	sub     *redis.PubSub                         // nil until the first Wait
 	subDone chan struct{}                         // closed when the dispatch goroutine ends

@@ -361,4 +361,3 @@ func (s *Store) watching(user string) bool {
 	defer s.mu.Unlock()
 	return len(s.waiters[user]) > 0
 }
-
