@@ -447,7 +447,7 @@ func TestDegradedAndResume(t *testing.T) {
 					md, _ := p.Attributes.Value(attrMode)
 					role, _ := p.Attributes.Value(attrRole)
 					if role != attribute.StringValue("live") {
-						t.Errorf("grant with role %v", role.Emit())
+						t.Errorf("grant with role %v", role.String())
 					}
 					grants[md.AsString()] += p.Value
 				}
