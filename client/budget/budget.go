@@ -52,6 +52,20 @@
 // The bound assumes Redis is unreachable for all processes alike; a process
 // cut off alone spends its fallback share on top of the others' budget until
 // the frequency-limit answers lower the shared rate.
+//
+// # Integration
+//
+// One Budget per process and app, built with Key "enricher:budget:<sdkappid>"
+// and the client's Rate, RateSafety (as Safety), MinRate, RateDecrease and
+// RateRecoverAfter: Role Live for the live processor, Role Replay with Cap =
+// the replay's --api-rate for a replay. The client calls Take before every
+// attempt and every page, with the attempt's context (where it calls its
+// limiter's wait today), Throttled on a frequency-limit answer (where it
+// calls the limiter's throttled), reports Rate as its effective rate and
+// Degraded on /readyz, and calls Close at shutdown. FallbackShare may return
+// 1 / the consumer group's member count. The per-process limiter may stay in
+// front as a second guard at the full budget: it never binds while the
+// shared budget works.
 package budget
 
 import (

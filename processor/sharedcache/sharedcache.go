@@ -39,6 +39,16 @@
 //
 // Errors from Redis are returned, wrapped, never panicked on: the caller is
 // expected to fall back to its local cache and fetch by itself.
+//
+// # Integration
+//
+// The processor keeps its local cache in front and its singleflight per
+// process; on a local miss, inside the singleflight call, it follows the
+// protocol above (see Example) with Prefix "enricher:subs:<sdkappid>:", and
+// stores each lookup in a compact encoding of its own with the TTL of its
+// status (negative answers too). Values are opaque here. For
+// stale-while-revalidate, the value may carry its fetch time and be stored
+// for TTL plus the stale window; Get's ttlLeft tells how far it is in.
 package sharedcache
 
 import (
