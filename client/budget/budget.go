@@ -10,7 +10,7 @@
 // slot s = max(tat, now) and moves tat to s + 1/r. Slots are thus at least
 // 1/r apart whatever the number of processes, so no trailing second holds
 // more than r+1 = Safety*Rate grants. A grant may reserve a slot slightly
-// ahead (live: two intervals, replay: a quarter); Take then sleeps until
+// ahead (live: two intervals, replay: one); Take then sleeps until
 // the slot. A take that cannot be granted gets the time until it may
 // succeed and sleeps it before asking again. Callers of one Budget queue
 // locally, so only one of them at a time asks Redis; once it holds a
@@ -19,8 +19,8 @@
 //
 // # Priority
 //
-// Live takes reserve two intervals ahead, replay takes a quarter, so a live
-// take asking in time gets the next slot before any replay.
+// Live takes reserve two intervals ahead, replay takes one, so a live take
+// asking in time gets the next slot before any replay.
 // When a live take cannot be granted it marks "live is waiting" until its
 // slot plus 250ms, and replay takes are refused while the mark holds. A
 // replay thus runs at the whole budget while live is idle and yields at
@@ -262,7 +262,7 @@ func (b *Budget) lookahead(interval time.Duration) time.Duration {
 	if b.cfg.Role == Live {
 		return 2 * interval
 	}
-	return interval / 4
+	return interval
 }
 
 func (b *Budget) granted(ctx context.Context, start time.Time, shared bool, slot time.Time) {

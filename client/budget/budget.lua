@@ -70,9 +70,9 @@ if op == 'take' then
       live = math.max(live, s + liveHold)
     end
   else
-    -- Replay reserves at most a quarter interval ahead, so a live take
-    -- (one interval) always reserves first, and never while live waits.
-    local look = T / 4
+    -- Replay reserves at most one interval ahead, so a live take asking in
+    -- time (two intervals) reserves first, and never while live waits.
+    local look = T
     if cap > 0 then
       s = math.max(s, rtat)
     end

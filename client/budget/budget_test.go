@@ -189,8 +189,9 @@ func TestScriptLiveSchedule(t *testing.T) {
 	}
 }
 
-// A replay reserves at most a quarter interval ahead and is refused while
-// a live take waits (the mark lasts until the live slot plus liveHold).
+// A replay reserves at most one interval ahead (live two) and is refused
+// while a live take waits (the mark lasts until the live slot plus
+// liveHold).
 func TestScriptReplayPriority(t *testing.T) {
 	mr, c := newMini(t)
 	t0 := time.Unix(1_800_000_000, 0)
@@ -204,14 +205,14 @@ func TestScriptReplayPriority(t *testing.T) {
 	if r, _ := replay.eval(ctx, "take"); !r.granted || !r.slot.Equal(t0) {
 		t.Fatalf("replay on an idle budget = %+v, want a grant now", r)
 	}
+	if r, _ := replay.eval(ctx, "take"); !r.granted || r.wait != 100*time.Millisecond {
+		t.Fatalf("replay one interval ahead = %+v, want the slot at +100ms", r)
+	}
 	r, _ := replay.eval(ctx, "take")
-	if r.granted || r.wait != 75*time.Millisecond {
-		t.Fatalf("replay one interval early = %+v, want refusal, 75ms to wait", r)
+	if r.granted || r.wait != 100*time.Millisecond {
+		t.Fatalf("replay two intervals ahead = %+v, want refusal, 100ms to wait", r)
 	}
-	// Live reserves the next slots although the replay could not.
-	if r, _ := live.eval(ctx, "take"); !r.granted || !r.slot.Equal(t0.Add(100*time.Millisecond)) {
-		t.Fatalf("live = %+v, want the slot at +100ms", r)
-	}
+	// Live reserves the next slot although the replay could not.
 	if r, _ := live.eval(ctx, "take"); !r.granted || !r.slot.Equal(t0.Add(200*time.Millisecond)) {
 		t.Fatalf("live = %+v, want the slot at +200ms", r)
 	}
@@ -242,8 +243,8 @@ func TestScriptReplayCap(t *testing.T) {
 	}
 	mr.SetTime(t0.Add(50 * time.Millisecond)) // the budget allows it, the cap (250ms) does not
 	r, _ := b.eval(ctx, "take")
-	if r.granted || r.wait != 200*time.Millisecond-2500*time.Microsecond {
-		t.Fatalf("capped take = %+v, want refusal until 2.5ms before +250ms", r)
+	if r.granted || r.wait != 200*time.Millisecond-10*time.Millisecond {
+		t.Fatalf("capped take = %+v, want refusal until one interval (10ms) before +250ms", r)
 	}
 	mr.SetTime(t0.Add(250 * time.Millisecond))
 	if r, _ := b.eval(ctx, "take"); !r.granted {
