@@ -589,6 +589,11 @@ func (f *fallback) wait(ctx context.Context) error {
 	}
 	f.mu.Lock()
 	f.recoverLocked()
+	r := f.lim.Reserve() // burst 1, one token: always OK
 	f.mu.Unlock()
-	return f.lim.Wait(ctx)
+	if err := sleep(ctx, r.Delay()); err != nil {
+		r.Cancel()
+		return err
+	}
+	return nil
 }

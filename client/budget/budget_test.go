@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 type quietRedisLog struct{}
@@ -491,5 +493,30 @@ func TestFallbackShare(t *testing.T) {
 	fixed := newBudget(t, cfg)
 	if got := fixed.fallbackBudget(); got != 10 {
 		t.Fatalf("fallback budget %g with FallbackShare 0.1, want 10", got)
+	}
+}
+
+// Every Redis call gets a span, parented by the caller's context.
+func TestSpanPerRedisCall(t *testing.T) {
+	_, c := newMini(t)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	b := newBudget(t, Config{Redis: c, HeartbeatInterval: time.Hour, TracerProvider: tp})
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "record")
+	if _, err := b.Take(ctx); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	var found bool
+	for _, s := range rec.Ended() {
+		if s.Name() == "enricher.budget.redis take" {
+			found = true
+			if s.Parent().SpanID() != parent.SpanContext().SpanID() {
+				t.Errorf("take span parent %v, want the caller's span", s.Parent().SpanID())
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no span for the take's Redis call")
 	}
 }
