@@ -110,6 +110,18 @@ type Config struct {
 	NegativeCacheTTL time.Duration
 	// CacheSize is the maximum number of cached users. Default 100000.
 	CacheSize int
+	// CacheStaleTTL, when positive, serves an entry past its TTL for this
+	// long more (stale-while-revalidate): published at once with cache
+	// "stale" and its fetched_at, and refreshed in the background, after
+	// users never seen. Zero (default): an expired entry is fetched again
+	// before the record is published.
+	CacheStaleTTL time.Duration
+	// SharedCache, when set, is the cache every process of the SDKAppID
+	// shares (Redis: *sharedcache.Store), behind the local cache: lookups
+	// are stored there with their TTLs, and a user being fetched by one
+	// process is not fetched by another at the same time (a lease). Nil
+	// (default): the local cache alone.
+	SharedCache SharedCache
 
 	// CommitInterval is the period of offset commits. Default 1s.
 	CommitInterval time.Duration
@@ -258,7 +270,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CommitInterval", c.CommitInterval},
+		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CacheStaleTTL", c.CacheStaleTTL}, {"CommitInterval", c.CommitInterval},
 		{"DrainTimeout", c.DrainTimeout}, {"ShutdownTimeout", c.ShutdownTimeout}, {"UnavailableAfter", c.UnavailableAfter},
 		{"PauseBackoff", c.PauseBackoff}, {"RecordRetryDeadline", c.RecordRetryDeadline},
 		{"BatchTimeout", c.BatchTimeout}, {"FetchMaxWait", c.FetchMaxWait},

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/processor/sharedcache"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -185,6 +186,17 @@ func (p *Pipeline) apiAnswered() {
 // answeredSince reports whether an API lookup succeeded after t.
 func (p *Pipeline) answeredSince(t time.Time) bool {
 	return p.lastAnswer.Load() > t.UnixNano()
+}
+
+// SharedCache is the subscription cache shared by every process of an
+// SDKAppID; *sharedcache.Store (Redis) implements it, with the protocol its
+// package describes. Values are opaque to it (encodeLookup). Safe for
+// concurrent use.
+type SharedCache interface {
+	Get(ctx context.Context, user string) (value []byte, ttlLeft time.Duration, ok bool, err error)
+	Set(ctx context.Context, user string, value []byte, ttl time.Duration) error
+	Acquire(ctx context.Context, user string) (lease *sharedcache.Lease, acquired bool, err error)
+	Wait(ctx context.Context, user string, maxWait time.Duration) (value []byte, ttlLeft time.Duration, ok bool, err error)
 }
 
 // lookup is the enrichment of one user, as cached.
