@@ -3,20 +3,16 @@ package processor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/maypok86/otter/v2"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tencentchat-enricher/enricher/client"
-	"github.com/tencentchat-enricher/enricher/processor/sharedcache"
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
@@ -111,14 +107,14 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 	var failing time.Duration // failing time counted toward RecordRetryDeadline
 	backoff := p.cfg.PauseBackoff
 	for attempt := 1; ; attempt++ {
-		l, cache, err := p.enr.get(ctx, r.userID)
+		l, from, err := p.enr.get(ctx, r.userID)
 		if err == nil {
-			if cache == schemas.CacheMiss {
+			if from == layerAPI {
 				p.apiAnswered() // the API answered: it is up
 			}
-			p.met.cache(ctx, cache)
-			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(cache)))
-			return l, cache, attempt, nil
+			p.met.cache(ctx, from)
+			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(from.result())), attrCacheLayer.String(from.String()))
+			return l, from.result(), attempt, nil
 		}
 		var ue *unavailableError
 		if !errors.As(err, &ue) {
@@ -186,121 +182,6 @@ func (p *Pipeline) apiAnswered() {
 // answeredSince reports whether an API lookup succeeded after t.
 func (p *Pipeline) answeredSince(t time.Time) bool {
 	return p.lastAnswer.Load() > t.UnixNano()
-}
-
-// SharedCache is the subscription cache shared by every process of an
-// SDKAppID; *sharedcache.Store (Redis) implements it, with the protocol its
-// package describes. Values are opaque to it (encodeLookup). Safe for
-// concurrent use.
-type SharedCache interface {
-	Get(ctx context.Context, user string) (value []byte, ttlLeft time.Duration, ok bool, err error)
-	Set(ctx context.Context, user string, value []byte, ttl time.Duration) error
-	Acquire(ctx context.Context, user string) (lease *sharedcache.Lease, acquired bool, err error)
-	Wait(ctx context.Context, user string, maxWait time.Duration) (value []byte, ttlLeft time.Duration, ok bool, err error)
-}
-
-// lookup is the enrichment of one user, as cached.
-type lookup struct {
-	status    schemas.Status
-	accounts  []schemas.OfficialAccount // shared by every record that reads it: never modified
-	total     int
-	complete  bool
-	fetchedAt time.Time
-}
-
-// lookupFunc fetches one user's enrichment from the API. Errors are
-// *FatalError, *unavailableError, *enrichError or the context's error.
-type lookupFunc func(ctx context.Context, user string) (lookup, error)
-
-// enricher serves lookups from a bounded cache and coalesces concurrent
-// lookups of one user into one API call. Safe for concurrent use.
-type enricher struct {
-	cache  *otter.Cache[string, lookup]
-	flight singleflight.Group
-	fetch  lookupFunc
-	// base bounds coalesced API calls, which outlive the record that
-	// started them; it is canceled on a hard stop.
-	base         context.Context
-	hits, misses atomic.Int64
-	calls        atomic.Int64 // lookups that reached fetch
-}
-
-// newEnricher builds the cache: CacheSize entries, entries with status ok
-// live CacheTTL, the others (user_not_found, invalid_user) NegativeCacheTTL.
-func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher, error) {
-	cache, err := otter.New(&otter.Options[string, lookup]{
-		MaximumSize:      cfg.CacheSize,
-		ExpiryCalculator: otter.ExpiryWritingFunc(cacheTTL(cfg.CacheTTL, cfg.NegativeCacheTTL)),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("processor: cache: %w", err)
-	}
-	return &enricher{cache: cache, fetch: fetch, base: base}, nil
-}
-
-func cacheTTL(positive, negative time.Duration) func(otter.Entry[string, lookup]) time.Duration {
-	return func(e otter.Entry[string, lookup]) time.Duration {
-		if e.Value.status == schemas.StatusOK {
-			return positive
-		}
-		return negative
-	}
-}
-
-// get returns the user's enrichment and whether it came from the cache.
-// Only answers with a status are cached.
-func (e *enricher) get(ctx context.Context, user string) (lookup, schemas.CacheResult, error) {
-	if v, ok := e.cache.GetIfPresent(user); ok {
-		e.hits.Add(1)
-		return v, schemas.CacheHit, nil
-	}
-	e.misses.Add(1)
-	ch := e.flight.DoChan(user, func() (any, error) {
-		// The call serves every record waiting for this user, so the first
-		// caller's cancellation must not fail the others; its span stays the
-		// parent of the API spans.
-		callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		defer cancel()
-		stop := context.AfterFunc(e.base, cancel)
-		defer stop()
-		if v, ok := e.cache.GetIfPresent(user); ok {
-			return v, nil
-		}
-		e.calls.Add(1)
-		v, err := e.fetch(callCtx, user)
-		if err != nil {
-			return lookup{}, err
-		}
-		e.cache.Set(user, v)
-		return v, nil
-	})
-	select {
-	case <-ctx.Done():
-		return lookup{}, "", ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return lookup{}, "", r.Err
-		}
-		return r.Val.(lookup), schemas.CacheMiss, nil
-	}
-}
-
-// cached reports whether the user's enrichment is in the cache.
-func (e *enricher) cached(user string) bool {
-	_, ok := e.cache.GetIfPresent(user)
-	return ok
-}
-
-// close stops the cache's background work.
-func (e *enricher) close() { e.cache.StopAllGoroutines() }
-
-// hitRatio is hits over lookups since start; 0 before the first.
-func (e *enricher) hitRatio() float64 {
-	h, m := e.hits.Load(), e.misses.Load()
-	if h+m == 0 {
-		return 0
-	}
-	return float64(h) / float64(h+m)
 }
 
 // Fetcher is what the processor needs from the Tencent Chat client: every

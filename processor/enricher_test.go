@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maypok86/otter/v2"
 
 	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 	"github.com/tencentchat-enricher/enricher/schemas"
@@ -37,7 +36,7 @@ func TestEnricherCoalesces(t *testing.T) {
 	e := newTestEnricher(t, fetch)
 	const waiters = 50
 	var wg sync.WaitGroup
-	results := make(chan schemas.CacheResult, waiters)
+	results := make(chan layer, waiters)
 	for range waiters {
 		wg.Add(1)
 		go func() {
@@ -56,7 +55,7 @@ func TestEnricherCoalesces(t *testing.T) {
 	if got := *n.(*int); got != 1 {
 		t.Fatalf("%d API calls for 50 concurrent lookups of one user, want 1", got)
 	}
-	if _, c, _ := e.get(context.Background(), "u1"); c != schemas.CacheHit {
+	if _, c, _ := e.get(context.Background(), "u1"); c != layerLocal {
 		t.Fatalf("later lookup: %s, want hit", c)
 	}
 	if e.calls.Load() != 1 {
@@ -105,7 +104,13 @@ func TestEnricherCachesAnswersNotErrors(t *testing.T) {
 }
 
 func TestCacheTTLByStatus(t *testing.T) {
-	ttl := cacheTTL(10*time.Minute, time.Minute)
+	cfg := testConfig().withDefaults()
+	cfg.CacheTTL, cfg.NegativeCacheTTL = 10*time.Minute, time.Minute
+	e, err := newEnricher(context.Background(), cfg, okLookup(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
 	for _, tc := range []struct {
 		s    schemas.Status
 		want time.Duration
@@ -114,7 +119,7 @@ func TestCacheTTLByStatus(t *testing.T) {
 		{schemas.StatusUserNotFound, time.Minute},
 		{schemas.StatusInvalidUser, time.Minute},
 	} {
-		if got := ttl(otter.Entry[string, lookup]{Key: "u", Value: lookup{status: tc.s}}); got != tc.want {
+		if got := e.ttl(tc.s); got != tc.want {
 			t.Errorf("TTL(%s) = %v, want %v", tc.s, got, tc.want)
 		}
 	}
@@ -156,7 +161,7 @@ func BenchmarkEnrichCacheHit(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, c, err := e.get(ctx, "u1"); err != nil || c != schemas.CacheHit {
+		if _, c, err := e.get(ctx, "u1"); err != nil || c != layerLocal {
 			b.Fatal(c, err)
 		}
 	}

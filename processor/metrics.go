@@ -22,6 +22,7 @@ var (
 	attrTopic      = attribute.Key("messaging.destination.name")
 	attrPartition  = attribute.Key("messaging.destination.partition.id")
 	attrCache      = attribute.Key("enrichment.cache")
+	attrCacheLayer = attribute.Key("enrichment.cache.layer")
 	attrRetryAfter = attribute.Key("enrichment.retry_after")
 )
 
@@ -78,7 +79,7 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	x.in, _ = m.Int64Counter("enricher.records.in", metric.WithDescription("Input records fetched."), metric.WithUnit("{record}"))
 	x.out, _ = m.Int64Counter("enricher.records.out", metric.WithDescription("Enriched records published, by enrichment.status."), metric.WithUnit("{record}"))
 	x.dlq, _ = m.Int64Counter("enricher.records.dlq", metric.WithDescription("Records published to the dead-letter topic, by error.type."), metric.WithUnit("{record}"))
-	x.cacheHits, _ = m.Int64Counter("enricher.cache.hits", metric.WithDescription("Enrichments served from the cache."))
+	x.cacheHits, _ = m.Int64Counter("enricher.cache.hits", metric.WithDescription("Enrichments served from a cache, by enrichment.cache.layer: local, shared (another process fetched it) or stale."))
 	x.cacheMisses, _ = m.Int64Counter("enricher.cache.misses", metric.WithDescription("Enrichments that needed the API (or a coalesced call)."))
 	x.inflight, _ = m.Int64UpDownCounter("enricher.records.inflight", metric.WithDescription("Records fetched and not yet published."), metric.WithUnit("{record}"))
 	x.latency, _ = m.Float64Histogram("enricher.record.latency", metric.WithDescription("End-to-end latency: input record timestamp to output acknowledged."), metric.WithUnit("s"))
@@ -149,12 +150,12 @@ func (m *metrics) observeLatency(ctx context.Context, produced, fetched, now tim
 	m.processing.Record(ctx, now.Sub(fetched).Seconds())
 }
 
-func (m *metrics) cache(ctx context.Context, c schemas.CacheResult) {
-	if c == schemas.CacheHit {
-		m.cacheHits.Add(ctx, 1)
-	} else {
+func (m *metrics) cache(ctx context.Context, l layer) {
+	if l == layerAPI {
 		m.cacheMisses.Add(ctx, 1)
+		return
 	}
+	m.cacheHits.Add(ctx, 1, metric.WithAttributes(attrCacheLayer.String(l.String())))
 }
 
 func (m *metrics) close() {
@@ -172,11 +173,17 @@ type Stats struct {
 	InFlight      int64                    // fetched, not yet published
 	CacheHits     int64
 	CacheMisses   int64
-	CacheHitRatio float64          // hits / (hits + misses); 0 before the first lookup
-	APICalls      int64            // lookups that reached the API client (after coalescing)
-	Pauses        int64            // times fetching paused because the API was unavailable
-	Paused        bool             // fetching is paused now
-	Partitions    []PartitionStats // by topic and partition
+	CacheHitRatio float64 // hits / (hits + misses); 0 before the first lookup
+	// CacheShared and CacheStale count the hits answered by the shared
+	// cache and by stale entries (included in CacheHits, by record).
+	CacheShared, CacheStale int64
+	// SharedCacheErrors counts failed calls to the shared cache (the
+	// process then fetched by itself).
+	SharedCacheErrors int64
+	APICalls          int64            // lookups that reached the API client (after coalescing)
+	Pauses            int64            // times fetching paused because the API was unavailable
+	Paused            bool             // fetching is paused now
+	Partitions        []PartitionStats // by topic and partition
 	// SkippedPublished counts records skipped on assignment because an
 	// earlier owner had published them; MetadataOverflows the commits
 	// whose completed set did not fit the commit metadata.

@@ -63,7 +63,7 @@ func TestMetrics(t *testing.T) {
 	}
 	want := map[string]int64{
 		"enricher.records.in": 4, "enricher.records.out/ok": 2, "enricher.records.out/user_not_found": 1,
-		"enricher.records.dlq/not_json": 1, "enricher.cache.hits": 1, "enricher.cache.misses": 2, "enricher.records.inflight": 0,
+		"enricher.records.dlq/not_json": 1, "enricher.cache.hits/local": 1, "enricher.cache.misses": 2, "enricher.records.inflight": 0,
 	}
 	for k, v := range want {
 		if sums[k] != v {

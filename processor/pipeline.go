@@ -362,6 +362,8 @@ func (p *Pipeline) Stats() Stats {
 		Partitions:  p.partitionStats(),
 
 		SkippedPublished: m.nSkipped.Load(), MetadataOverflows: m.nOverflows.Load(),
+		CacheShared: p.enr.byLayer[layerShared].Load(), CacheStale: p.enr.byLayer[layerStale].Load(),
+		SharedCacheErrors: p.enr.sharedErr.Load(),
 	}
 	for i, st := range statuses {
 		if n := m.byStatus[i].Load(); n > 0 {

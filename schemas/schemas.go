@@ -61,6 +61,10 @@ type CacheResult string
 const (
 	CacheHit  CacheResult = "hit"
 	CacheMiss CacheResult = "miss"
+	// CacheStale: a cached answer past its TTL, inside the stale window
+	// (stale-while-revalidate), published while it is fetched again in the
+	// background; fetched_at tells its age.
+	CacheStale CacheResult = "stale"
 )
 
 // Record is one record of the output topic (enriched-record.v1.json).

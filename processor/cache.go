@@ -1,0 +1,407 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/maypok86/otter/v2"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+
+	"github.com/tencentchat-enricher/enricher/processor/sharedcache"
+	"github.com/tencentchat-enricher/enricher/schemas"
+)
+
+// The enrich stage's cache (enrich.go calls get): a bounded local cache in
+// front of the cache every process shares (Config.SharedCache), and one
+// API call per user at a time — within a process by a singleflight, across
+// processes by the shared cache's lease.
+
+// SharedCache is the subscription cache shared by every process of an
+// SDKAppID; *sharedcache.Store (Redis) implements it, with the protocol its
+// package describes. Values are opaque to it (encodeLookup). Safe for
+// concurrent use.
+type SharedCache interface {
+	Get(ctx context.Context, user string) (value []byte, ttlLeft time.Duration, ok bool, err error)
+	Set(ctx context.Context, user string, value []byte, ttl time.Duration) error
+	Acquire(ctx context.Context, user string) (lease *sharedcache.Lease, acquired bool, err error)
+	Wait(ctx context.Context, user string, maxWait time.Duration) (value []byte, ttlLeft time.Duration, ok bool, err error)
+}
+
+// lookup is the enrichment of one user, as cached.
+type lookup struct {
+	status    schemas.Status
+	accounts  []schemas.OfficialAccount // shared by every record that reads it: never modified
+	total     int
+	complete  bool
+	fetchedAt time.Time
+	// expires is the end of the entry's TTL (CacheTTL for ok, else
+	// NegativeCacheTTL, from when it was fetched); past it the entry is
+	// stale, kept CacheStaleTTL more.
+	expires time.Time
+}
+
+// lookupFunc fetches one user's enrichment from the API. Errors are
+// *FatalError, *unavailableError, *enrichError or the context's error.
+type lookupFunc func(ctx context.Context, user string) (lookup, error)
+
+// layer is where a lookup was answered from.
+type layer int
+
+const (
+	layerLocal  layer = iota // the local cache
+	layerShared              // the shared cache (another process fetched it)
+	layerStale               // an entry past its TTL, within CacheStaleTTL
+	layerAPI                 // an API call (this one's or a coalesced one)
+)
+
+var layerNames = [...]string{layerLocal: "local", layerShared: "shared", layerStale: "stale", layerAPI: "api"}
+
+func (l layer) String() string { return layerNames[l] }
+
+// result is the output's cache field for a lookup from l.
+func (l layer) result() schemas.CacheResult {
+	switch l {
+	case layerAPI:
+		return schemas.CacheMiss
+	case layerStale:
+		return schemas.CacheStale
+	}
+	return schemas.CacheHit
+}
+
+// enricher serves lookups from the caches and coalesces concurrent lookups
+// of one user into one API call. Safe for concurrent use.
+type enricher struct {
+	cache  *otter.Cache[string, lookup]
+	shared SharedCache // nil: the local cache alone
+	flight singleflight.Group
+	fetch  lookupFunc
+	now    func() time.Time
+	ttl    func(schemas.Status) time.Duration
+	stale  time.Duration // CacheStaleTTL
+	log    *slog.Logger
+	// base bounds coalesced API calls, which outlive the record that
+	// started them, and background refreshes; it is canceled on a hard
+	// stop, and by close.
+	base   context.Context
+	cancel context.CancelFunc
+
+	refreshes chan struct{}  // background refreshes running (one at a time)
+	wg        sync.WaitGroup // background refreshes
+	sharedLog *rate.Limiter  // a warn line about the shared cache at most this often
+	sharedErr atomic.Int64   // shared cache errors since start
+
+	hits, misses atomic.Int64
+	byLayer      [len(layerNames)]atomic.Int64
+	calls        atomic.Int64 // lookups that reached fetch
+}
+
+// newEnricher builds the cache: CacheSize entries, entries with status ok
+// live CacheTTL, the others (user_not_found, invalid_user) NegativeCacheTTL,
+// each CacheStaleTTL more as stale entries.
+func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher, error) {
+	ctx, cancel := context.WithCancel(base)
+	e := &enricher{
+		shared: cfg.SharedCache, fetch: fetch, now: cfg.Now, stale: cfg.CacheStaleTTL, log: cfg.Logger,
+		base: ctx, cancel: cancel, refreshes: make(chan struct{}, 1),
+		sharedLog: rate.NewLimiter(rate.Every(10*time.Second), 1),
+		ttl: func(s schemas.Status) time.Duration {
+			if s == schemas.StatusOK {
+				return cfg.CacheTTL
+			}
+			return cfg.NegativeCacheTTL
+		},
+	}
+	cache, err := otter.New(&otter.Options[string, lookup]{
+		MaximumSize: cfg.CacheSize,
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(en otter.Entry[string, lookup]) time.Duration {
+			return max(en.Value.expires.Add(e.stale).Sub(e.now()), time.Nanosecond)
+		}),
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("processor: cache: %w", err)
+	}
+	e.cache = cache
+	return e, nil
+}
+
+// get returns the user's enrichment and where it came from. Only answers
+// with a status are cached. A stale entry is returned at once and
+// refreshed in the background.
+func (e *enricher) get(ctx context.Context, user string) (lookup, layer, error) {
+	if v, ok := e.cache.GetIfPresent(user); ok {
+		switch e.freshness(v) {
+		case layerLocal:
+			e.hit(layerLocal)
+			return v, layerLocal, nil
+		case layerStale:
+			e.refresh(user)
+			e.hit(layerStale)
+			return v, layerStale, nil
+		}
+	}
+	e.misses.Add(1)
+	ch := e.flight.DoChan(user, func() (any, error) {
+		// The call serves every record waiting for this user, so the first
+		// caller's cancellation must not fail the others; its span stays the
+		// parent of the API spans.
+		callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		stop := context.AfterFunc(e.base, cancel)
+		defer stop()
+		v, l, err := e.load(callCtx, user)
+		return loaded{v, l}, err
+	})
+	select {
+	case <-ctx.Done():
+		return lookup{}, 0, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return lookup{}, 0, r.Err
+		}
+		ld := r.Val.(loaded)
+		e.byLayer[ld.layer].Add(1)
+		return ld.v, ld.layer, nil
+	}
+}
+
+// freshness is layerLocal for an entry within its TTL, layerStale within
+// the stale window after it, and layerAPI (fetch again) past both.
+func (e *enricher) freshness(v lookup) layer {
+	now := e.now()
+	switch {
+	case !now.After(v.expires):
+		return layerLocal
+	case e.stale > 0 && !now.After(v.expires.Add(e.stale)):
+		return layerStale
+	}
+	return layerAPI
+}
+
+// loaded is the result of a coalesced load.
+type loaded struct {
+	v     lookup
+	layer layer
+}
+
+func (e *enricher) hit(l layer) {
+	e.hits.Add(1)
+	e.byLayer[l].Add(1)
+}
+
+// load answers a local miss (or a stale entry): from the shared cache, or
+// from the API under the shared cache's lease, storing the answer in both
+// caches. When the shared cache fails, the process fetches by itself.
+func (e *enricher) load(ctx context.Context, user string) (lookup, layer, error) {
+	if v, ok := e.cache.GetIfPresent(user); ok && e.freshness(v) == layerLocal {
+		return v, layerLocal, nil // stored while this call waited to start
+	}
+	var lease *sharedcache.Lease
+	if e.shared != nil {
+		v, l, held, ok := e.loadShared(ctx, user)
+		if ok {
+			e.cache.Set(user, v)
+			return v, l, nil
+		}
+		lease = held
+	}
+	e.calls.Add(1)
+	v, err := e.fetch(ctx, user)
+	if err != nil {
+		if lease != nil {
+			e.sharedFailed(lease.Release(context.WithoutCancel(ctx)))
+		}
+		return lookup{}, 0, err
+	}
+	v.expires = e.now().Add(e.ttl(v.status))
+	e.cache.Set(user, v)
+	if e.shared != nil {
+		if b, err := encodeLookup(v); err == nil {
+			e.sharedFailed(e.shared.Set(ctx, user, b, e.ttl(v.status)+e.stale))
+		}
+	}
+	return v, layerAPI, nil
+}
+
+// sharedAttempts bounds the rounds of Get, Acquire and Wait before a
+// process fetches by itself.
+const sharedAttempts = 3
+
+// loadShared follows the shared cache's protocol: its value when there is
+// one (ok); else the lease, held for the caller to fetch and Set; else the
+// value the lease holder stores. It gives up (no value, no lease: the
+// caller fetches by itself) on a shared cache error or after
+// sharedAttempts rounds.
+func (e *enricher) loadShared(ctx context.Context, user string) (v lookup, l layer, lease *sharedcache.Lease, ok bool) {
+	for range sharedAttempts {
+		b, left, found, err := e.shared.Get(ctx, user)
+		if e.sharedFailed(err) {
+			return lookup{}, 0, nil, false
+		}
+		if found {
+			if v, l, ok := e.fromShared(user, b, left); ok {
+				return v, l, nil, true
+			}
+		}
+		lease, acquired, err := e.shared.Acquire(ctx, user)
+		if e.sharedFailed(err) {
+			return lookup{}, 0, nil, false
+		}
+		if acquired {
+			return lookup{}, 0, lease, false
+		}
+		b, left, found, err = e.shared.Wait(ctx, user, sharedcache.DefaultLeaseTTL)
+		if e.sharedFailed(err) {
+			return lookup{}, 0, nil, false
+		}
+		if found {
+			if v, l, ok := e.fromShared(user, b, left); ok {
+				return v, l, nil, true
+			}
+		}
+	}
+	return lookup{}, 0, nil, false
+}
+
+// fromShared decodes a shared entry with ttlLeft to live (its TTL plus the
+// stale window). An entry that cannot be decoded is ignored (fetched
+// again, which overwrites it).
+func (e *enricher) fromShared(user string, b []byte, ttlLeft time.Duration) (lookup, layer, bool) {
+	v, err := decodeLookup(b)
+	if err != nil {
+		e.sharedFailed(fmt.Errorf("user %q: %w", user, err))
+		return lookup{}, 0, false
+	}
+	v.expires = e.now().Add(ttlLeft - e.stale)
+	switch e.freshness(v) {
+	case layerLocal:
+		return v, layerShared, true
+	case layerStale:
+		e.refresh(user)
+		return v, layerStale, true
+	}
+	return lookup{}, 0, false
+}
+
+// sharedFailed counts and logs (at most every 10s) an error of the shared
+// cache and reports whether there was one.
+func (e *enricher) sharedFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	n := e.sharedErr.Add(1)
+	if e.sharedLog.Allow() && !errors.Is(err, context.Canceled) {
+		e.log.Warn("shared cache failed; fetching without it", "error", err, "errors", n)
+	}
+	return true
+}
+
+// refresh fetches a stale user again in the background, one user at a time
+// at most: after users never seen, which wait for the API with records
+// behind them. Another refresh running (or the user's load running) skips
+// it; the next stale read asks again.
+func (e *enricher) refresh(user string) {
+	select {
+	case e.refreshes <- struct{}{}:
+	default:
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer func() { <-e.refreshes }()
+		ch := e.flight.DoChan(user, func() (any, error) {
+			v, l, err := e.load(e.base, user)
+			return loaded{v, l}, err
+		})
+		select {
+		case <-ch:
+		case <-e.base.Done():
+		}
+	}()
+}
+
+// cached reports whether the user's enrichment is in the local cache,
+// fresh or stale: a record of the user is published without waiting.
+func (e *enricher) cached(user string) bool {
+	v, ok := e.cache.GetIfPresent(user)
+	return ok && e.freshness(v) != layerAPI
+}
+
+// close stops the background refreshes and the cache's background work.
+func (e *enricher) close() {
+	e.cancel()
+	e.wg.Wait()
+	e.cache.StopAllGoroutines()
+}
+
+// hitRatio is hits over lookups since start; 0 before the first.
+func (e *enricher) hitRatio() float64 {
+	h, m := e.hits.Load(), e.misses.Load()
+	if h+m == 0 {
+		return 0
+	}
+	return float64(h) / float64(h+m)
+}
+
+// The shared cache's value of a lookup: a version byte, then the
+// zstd-compressed JSON of sharedLookup (accounts in the output schema's
+// field names, so an account field added to schemas.OfficialAccount is
+// carried without an edit here).
+const lookupV1 = 1
+
+type sharedLookup struct {
+	Status    schemas.Status            `json:"s"`
+	Accounts  []schemas.OfficialAccount `json:"a,omitempty"`
+	Total     int                       `json:"t,omitempty"`
+	Complete  bool                      `json:"c,omitempty"`
+	FetchedAt int64                     `json:"f"` // Unix milliseconds
+}
+
+var (
+	zstdEnc, _ = zstd.NewWriter(nil)
+	zstdDec, _ = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxSharedLookup))
+)
+
+// maxSharedLookup bounds a decoded shared value (a user's whole list).
+const maxSharedLookup = 64 << 20
+
+// errLookup marks a shared value that is not a lookup.
+var errLookup = errors.New("not a cached lookup")
+
+func encodeLookup(v lookup) ([]byte, error) {
+	j, err := json.Marshal(sharedLookup{Status: v.status, Accounts: v.accounts, Total: v.total, Complete: v.complete, FetchedAt: v.fetchedAt.UnixMilli()})
+	if err != nil {
+		return nil, err
+	}
+	return zstdEnc.EncodeAll(j, []byte{lookupV1}), nil
+}
+
+func decodeLookup(b []byte) (lookup, error) {
+	if len(b) < 1 || b[0] != lookupV1 {
+		return lookup{}, fmt.Errorf("%w: unknown version", errLookup)
+	}
+	j, err := zstdDec.DecodeAll(b[1:], nil)
+	if err != nil {
+		return lookup{}, fmt.Errorf("%w: %w", errLookup, err)
+	}
+	var s sharedLookup
+	if err := json.Unmarshal(j, &s); err != nil {
+		return lookup{}, fmt.Errorf("%w: %w", errLookup, err)
+	}
+	switch s.Status {
+	case schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser:
+	default:
+		return lookup{}, fmt.Errorf("%w: status %q", errLookup, s.Status)
+	}
+	return lookup{status: s.Status, accounts: s.Accounts, total: s.Total, complete: s.Complete, fetchedAt: time.UnixMilli(s.FetchedAt).UTC()}, nil
+}
