@@ -445,10 +445,3 @@ func (g *userGate) leave(user string) {
 	close(g.freed)
 	g.freed = make(chan struct{})
 }
-
-// waiting is the number of users waiting for an API lookup.
-func (g *userGate) waiting() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.users)
-}
