@@ -320,6 +320,9 @@ func usersLabel(s Scenario) string {
 	if s.Distinct() {
 		return "a distinct user each"
 	}
+	if s.Uniform() {
+		return fmt.Sprintf("%d users, an equal share each", s.Users)
+	}
 	return fmt.Sprintf("%d users (Zipf s=%.1f)", s.Users, s.ZipfS)
 }
 
