@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 // The tests of this file disrupt a running group — hard kills, a broker
@@ -82,7 +83,7 @@ func (c *cluster) commits(group string) map[int]groupCommit {
 // to its end.
 func waitGroupCommitted(t testing.TB, c *cluster, group string, ends map[int]int64) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "the group's commits up to the end offsets", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "the group's commits up to the end offsets", func() bool {
 		got := c.commits(group)
 		for part, end := range ends {
 			if end > 0 && got[part].offset != end {
@@ -275,7 +276,7 @@ func TestRedeliverKillRestart(t *testing.T) {
 	for k := range kills {
 		p := newFakeProcessor(t, cfg, jitteryLookup())
 		run := runProcessor(t, p)
-		waitFor(t, 60*time.Second, "records published mid-stream", func() bool { return p.Stats().Out+p.Stats().DLQ >= n/5 })
+		testsupport.WaitFor(t, 60*time.Second, "records published mid-stream", func() bool { return p.Stats().Out+p.Stats().DLQ >= n/5 })
 		p.pipe.stopHard()
 		if err := run.wait(t); err != nil {
 			t.Fatalf("run %d = %v", k+1, err)
@@ -337,7 +338,7 @@ func TestRedeliverBrokerRestart(t *testing.T) {
 	cfg.Logger = slog.New(logs)
 	p := newFakeProcessor(t, cfg, jitteryLookup())
 	run := runProcessor(t, p)
-	waitFor(t, 60*time.Second, "records published mid-stream", func() bool { return p.Stats().Out+p.Stats().DLQ >= n/3 })
+	testsupport.WaitFor(t, 60*time.Second, "records published mid-stream", func() bool { return p.Stats().Out+p.Stats().DLQ >= n/3 })
 	c.b.Close()
 	before := p.Stats().Out + p.Stats().DLQ
 	// The outage: a fixed length, not a wait for a condition.
@@ -396,11 +397,11 @@ func TestRedeliverScaleOut(t *testing.T) {
 	}
 	start()
 	start()
-	waitFor(t, 60*time.Second, "two instances sharing the partitions", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "two instances sharing the partitions", func() bool {
 		return len(procs[0].Stats().Partitions) > 0 && len(procs[1].Stats().Partitions) > 0 && out() >= n/4
 	})
 	start()
-	waitFor(t, 60*time.Second, "the third instance assigned partitions", func() bool { return len(procs[2].Stats().Partitions) > 0 })
+	testsupport.WaitFor(t, 60*time.Second, "the third instance assigned partitions", func() bool { return len(procs[2].Stats().Partitions) > 0 })
 	joinedAt := out()
 	waitGroupCommitted(t, c, "scale", ends)
 	for _, r := range runs {
@@ -468,7 +469,7 @@ func TestRedeliverMetadataOverflow(t *testing.T) {
 	run1 := runProcessor(t, p1)
 	stalled := window / every // the stalled record and those behind it
 	finished := int64(n - stalled)
-	waitFor(t, 60*time.Second, "every record but the stalled key's published, the watermark committed alone", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "every record but the stalled key's published, the watermark committed alone", func() bool {
 		st := p1.Stats()
 		if st.Out != finished || st.MetadataOverflows == 0 {
 			return false
