@@ -19,8 +19,9 @@ func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "measure the processor against a raw-copy ceiling on an in-process broker and simulator",
-		Description: "Scenarios: ceiling (raw kafka-go copy), warm, cold, skewed, warm-1p, cold-1p;\n" +
-			"groups: all, one-partition. Prints a table; --json writes the full report.",
+		Description: "Scenarios: ceiling (raw kafka-go copy), warm, cold, skewed, warm-1p, cold-1p,\n" +
+			"kill-restart, broker-restart, scale-out; groups: all, one-partition, redelivery.\n" +
+			"Prints a table; --json writes the full report.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "scenario", Aliases: []string{"s"}, Value: []string{"all"}, Usage: "scenarios to run (repeat or comma-separate)"},
 			&cli.FloatFlag{Name: "scale", Value: 1, Usage: "multiply every scenario's events and users (0.1 for a quick run)"},
@@ -29,6 +30,8 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "latency", Value: 20 * time.Millisecond, Usage: "simulated API latency per call"},
 			&cli.DurationFlag{Name: "jitter", Value: 5 * time.Millisecond, Usage: "± jitter of the simulated API latency"},
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "give up on a scenario after this long"},
+			&cli.DurationFlag{Name: "session-timeout", Usage: "the processors' group session timeout (default: the processor's)"},
+			&cli.DurationFlag{Name: "commit-interval", Usage: "how often the processors commit (default: the processor's)"},
 			&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE`"},
 			&cli.StringFlag{Name: "profile", Usage: "write CPU and heap profiles of each scenario's workload into `DIR`"},
 			&cli.BoolFlag{Name: "child", Hidden: true, Usage: "run one scenario's workload as told on standard input"},
@@ -55,14 +58,16 @@ func runBench(ctx context.Context, cmd *cli.Command) error {
 		}
 	}
 	r, err := bench.New(bench.Config{
-		Scenarios:  cmd.StringSlice("scenario"),
-		Scale:      cmd.Float("scale"),
-		Partitions: cmd.Int("partitions"),
-		Rate:       cmd.Int("rate"),
-		Latency:    cmd.Duration("latency"),
-		Jitter:     jitter,
-		Timeout:    cmd.Duration("timeout"),
-		ProfileDir: cmd.String("profile"),
+		Scenarios:      cmd.StringSlice("scenario"),
+		Scale:          cmd.Float("scale"),
+		Partitions:     cmd.Int("partitions"),
+		Rate:           cmd.Int("rate"),
+		Latency:        cmd.Duration("latency"),
+		Jitter:         jitter,
+		Timeout:        cmd.Duration("timeout"),
+		SessionTimeout: cmd.Duration("session-timeout"),
+		CommitInterval: cmd.Duration("commit-interval"),
+		ProfileDir:     cmd.String("profile"),
 		Child: func(ctx context.Context) *exec.Cmd {
 			return exec.CommandContext(ctx, self, "bench", "--child")
 		},

@@ -153,3 +153,85 @@ func TestRunTinyProcessor(t *testing.T) {
 		t.Errorf("cold has no ratio to the ceiling")
 	}
 }
+
+// TestRunTinyRedelivery runs the disrupted scenarios at a tiny scale, with
+// a short session timeout so that a killed processor's partitions move
+// quickly, and checks the copy accounting: every input record arrived, the
+// duplicates add up, each disruption has its count, the processes are
+// counted. It asserts no timings and no duplicate counts.
+func TestRunTinyRedelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers, a simulator and child processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := New(Config{Scenarios: []string{"redelivery"}, Scale: 0.05, Partitions: 4, Child: testChild, Timeout: 2 * time.Minute,
+		SessionTimeout: 2 * time.Second, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := Names(scenariosOf(rep)); !slices.Equal(names, []string{"kill-restart", "broker-restart", "scale-out"}) {
+		t.Fatalf("ran %v, want the three redelivery scenarios and no ceiling", names)
+	}
+	for _, res := range rep.Results {
+		sc := res.Scenario
+		if res.Error != "" {
+			t.Errorf("%s failed: %s", sc.Name, res.Error)
+			continue
+		}
+		red := res.Redelivery
+		if red == nil {
+			t.Errorf("%s: no redelivery result", sc.Name)
+			continue
+		}
+		n := int64(sc.Events)
+		if red.Distinct != n || red.Lost != 0 {
+			t.Errorf("%s: %d distinct input records arrived, %d lost; want %d and 0", sc.Name, red.Distinct, red.Lost, n)
+		}
+		if red.Copies != red.Distinct+red.Duplicates || red.Copies != res.Output+res.DLQ {
+			t.Errorf("%s: %d copies, %d distinct + %d duplicates, %d output + %d DLQ records: do not add up", sc.Name, red.Copies, red.Distinct, red.Duplicates, res.Output, res.DLQ)
+		}
+		sum := red.DuplicatesBefore
+		for _, d := range red.DuplicatesAfter {
+			sum += d
+		}
+		if sum != red.Duplicates {
+			t.Errorf("%s: duplicates by phase %d + %v, want %d in all", sc.Name, red.DuplicatesBefore, red.DuplicatesAfter, red.Duplicates)
+		}
+		var wantPhases, wantProcs int
+		switch sc.Disruption {
+		case DisruptKill:
+			wantPhases, wantProcs = sc.Kills, sc.Kills+1
+		case DisruptBroker:
+			wantPhases, wantProcs = 1, 1
+		case DisruptScaleOut:
+			wantPhases, wantProcs = 0, sc.Instances
+		}
+		if len(red.DuplicatesAfter) != wantPhases || red.Processes != wantProcs {
+			t.Errorf("%s: %d disruptions counted over %d processes, want %d over %d", sc.Name, len(red.DuplicatesAfter), red.Processes, wantPhases, wantProcs)
+		}
+		if res.Seconds <= 0 || res.API == nil || res.API.Calls < res.DistinctUsers {
+			t.Errorf("%s: %v s, API %+v for %d users", sc.Name, res.Seconds, res.API, res.DistinctUsers)
+		}
+		t.Logf("%s: %d duplicates %v, %d skipped as published, %d incomplete drains, %.1fs", sc.Name, red.Duplicates, red.DuplicatesAfter, red.SkippedPublished, red.IncompleteDrains, res.Seconds)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "| kill-restart") || strings.Contains(table.String(), "events/s |of ceiling") {
+		t.Errorf("want the redelivery table alone:\n%s", table.String())
+	}
+}
+
+func scenariosOf(rep *Report) []Scenario {
+	var out []Scenario
+	for _, r := range rep.Results {
+		out = append(out, r.Scenario)
+	}
+	return out
+}

@@ -32,6 +32,10 @@ type job struct {
 	// ProfileDir, when set, receives <scenario>.cpu.pprof and
 	// <scenario>.heap.pprof.
 	ProfileDir string `json:"profile_dir,omitempty"`
+	// SessionTimeout and CommitInterval, when set, override the
+	// processor's defaults.
+	SessionTimeout time.Duration `json:"session_timeout,omitempty"`
+	CommitInterval time.Duration `json:"commit_interval,omitempty"`
 }
 
 // childMessage is one JSON line a child writes on its standard output.

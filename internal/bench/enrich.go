@@ -27,6 +27,7 @@ func runProcessor(ctx context.Context, j job) (any, error) {
 	defer c.Close()
 	p, err := processor.New(processor.Config{
 		Brokers: j.Brokers, InputTopic: j.Input, OutputTopic: j.Output, DLQTopic: j.DLQ, Group: j.Group,
+		SessionTimeout: j.SessionTimeout, CommitInterval: j.CommitInterval,
 		Logger: log,
 	}, c)
 	if err != nil {

@@ -21,12 +21,18 @@ type eventSource struct {
 
 // newEventSource returns the events of s: valid sample events from the
 // event generator with Zipf-distributed users, or, when s.Distinct(), the
-// same kind of event for a random permutation of distinct users. Events are
+// same kind of event for a random permutation of distinct users, or, when
+// s.Uniform(), for each user Events/Users times in random order. Events are
 // timestamped with now().
 func newEventSource(s Scenario, now func() time.Time) (*eventSource, error) {
-	if s.Distinct() {
+	if s.Distinct() || s.Uniform() {
 		rng := rand.New(rand.NewPCG(s.Seed, 0x62656e6368))
 		perm := rng.Perm(s.Events)
+		if s.Uniform() { // event i goes to user i mod Users, shuffled
+			for i := range perm {
+				perm[i] %= s.Users
+			}
+		}
 		i := 0
 		return &eventSource{next: func() (kafka.Message, int32) {
 			u := perm[i]

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +35,10 @@ type Settings struct {
 	Rate       int     `json:"rate"`
 	LatencyMS  float64 `json:"latency_ms"`
 	JitterMS   float64 `json:"jitter_ms"`
+	// SessionTimeoutMS and CommitIntervalMS are the processors' settings
+	// when the run overrode their defaults (0: the defaults).
+	SessionTimeoutMS float64 `json:"session_timeout_ms,omitempty"`
+	CommitIntervalMS float64 `json:"commit_interval_ms,omitempty"`
 }
 
 // Machine describes where a report was measured.
@@ -97,6 +102,43 @@ type Result struct {
 	InfraCPUSeconds float64 `json:"infra_cpu_seconds"`
 	// WorkloadStats is the workload's own account (processor Stats, copy counts).
 	WorkloadStats json.RawMessage `json:"workload_stats,omitempty"`
+
+	// Redelivery is what a disrupted scenario published again; nil for the
+	// others. Seconds then runs from the first processor's start to the
+	// arrival of the last input record's first copy.
+	Redelivery *RedeliveryResult `json:"redelivery,omitempty"`
+}
+
+// RedeliveryResult counts the copies of the input records of a disrupted
+// scenario that reached the output and DLQ topics, by the input partition
+// and offset each record names (its source field, or its source headers).
+type RedeliveryResult struct {
+	// Distinct input records arrived at least once; Lost the others.
+	Distinct int64 `json:"distinct"`
+	Lost     int64 `json:"lost"`
+	// Copies is every record that arrived; Duplicates the copies beyond
+	// each input record's first.
+	Copies     int64 `json:"copies"`
+	Duplicates int64 `json:"duplicates"`
+	// DuplicatesBefore arrived before the first disruption;
+	// DuplicatesAfter[k] after disruption k+1 (a kill, the broker's stop)
+	// and before the next.
+	DuplicatesBefore int64   `json:"duplicates_before"`
+	DuplicatesAfter  []int64 `json:"duplicates_after,omitempty"`
+	// OutOfOrder counts first copies that arrived after the first copy of a
+	// later input record of the same output key and partition.
+	OutOfOrder int64 `json:"out_of_order"`
+	// IncompleteDrains counts the processors' "drain incomplete" warnings:
+	// revoked or stopping partitions whose unpublished records were
+	// dropped (to be read again).
+	IncompleteDrains int `json:"incomplete_drains"`
+	// SkippedPublished and MetadataOverflows are the processors' Stats
+	// summed over the runs that stopped cleanly (a killed one reports
+	// nothing).
+	SkippedPublished  int64 `json:"skipped_published"`
+	MetadataOverflows int64 `json:"metadata_overflows"`
+	// Processes is how many processor processes ran.
+	Processes int `json:"processes"`
 }
 
 // APIResult is the simulator's account of a processor scenario.
@@ -190,6 +232,7 @@ func (rep *Report) finish() {
 		add("skewed duration", fmt.Sprintf("within 10%% of %.1fs ((users + extra pages) / budget)", r.API.IdealSeconds),
 			fmt.Sprintf("%.1fs (%+.1f%%)", r.Seconds, 100*over), over <= 0.10)
 	}
+	rep.redeliveryTargets(add)
 	for _, name := range []string{"warm", "cold"} {
 		one, ok1 := rep.result(name + "-1p")
 		eight, ok8 := rep.result(name)
@@ -198,6 +241,42 @@ func (rep *Report) finish() {
 			add(name+" one partition", fmt.Sprintf("within 5%% of %d partitions", eight.Scenario.Partitions),
 				fmt.Sprintf("%.0f vs %.0f events/s (%+.1f%%)", one.EventsPerSec, eight.EventsPerSec, 100*d), d >= -0.05)
 		}
+	}
+}
+
+// Redelivery goals of the issue ("Restarts, rebalances and broker
+// failovers redeliver only what was not published"), for 6,000 records.
+const (
+	maxDuplicatesPerKill  = 150
+	maxKillRestartSeconds = 60
+	maxBrokerDuplicates   = 150
+	maxScaleOutDuplicates = 50
+)
+
+// redeliveryTargets checks the disrupted scenarios against the issue's
+// goals.
+func (rep *Report) redeliveryTargets(add func(name, goal, measured string, met bool)) {
+	lossless := func(name string, red *RedeliveryResult) {
+		add(name+" lost", "0", strconv.FormatInt(red.Lost, 10), red.Lost == 0)
+		add(name+" per-key order on first copies", "0 out of order", strconv.FormatInt(red.OutOfOrder, 10), red.OutOfOrder == 0)
+	}
+	if r, ok := rep.result("kill-restart"); ok && r.Redelivery != nil {
+		red := r.Redelivery
+		worst := slices.Max(append([]int64{0}, red.DuplicatesAfter...))
+		add("kill-restart duplicates per kill", fmt.Sprintf("≤ %d", maxDuplicatesPerKill), fmt.Sprintf("%v (%d in all)", red.DuplicatesAfter, red.Duplicates), worst <= maxDuplicatesPerKill)
+		add("kill-restart duration", fmt.Sprintf("≤ %d s", maxKillRestartSeconds), fmt.Sprintf("%.1fs", r.Seconds), r.Seconds <= maxKillRestartSeconds)
+		lossless("kill-restart", red)
+	}
+	if r, ok := rep.result("broker-restart"); ok && r.Redelivery != nil {
+		red := r.Redelivery
+		add("broker-restart duplicates", fmt.Sprintf("≤ %d", maxBrokerDuplicates), strconv.FormatInt(red.Duplicates, 10), red.Duplicates <= maxBrokerDuplicates)
+		lossless("broker-restart", red)
+	}
+	if r, ok := rep.result("scale-out"); ok && r.Redelivery != nil {
+		red := r.Redelivery
+		add("scale-out duplicates", fmt.Sprintf("≤ %d", maxScaleOutDuplicates), strconv.FormatInt(red.Duplicates, 10), red.Duplicates <= maxScaleOutDuplicates)
+		add("scale-out incomplete drains", "0", strconv.Itoa(red.IncompleteDrains), red.IncompleteDrains == 0)
+		lossless("scale-out", red)
 	}
 }
 
@@ -223,14 +302,51 @@ func (rep *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(&b, ", %d MiB RAM", m.MemoryMiB)
 	}
 	s := rep.Settings
-	fmt.Fprintf(&b, ", %s. Scale %g, budget %d calls/s, API latency %g ms ± %g ms, %s.\n\n",
-		m.Go, s.Scale, s.Rate, s.LatencyMS, s.JitterMS, rep.Started.Format(time.RFC3339))
+	fmt.Fprintf(&b, ", %s. Scale %g, budget %d calls/s, API latency %g ms ± %g ms", m.Go, s.Scale, s.Rate, s.LatencyMS, s.JitterMS)
+	if s.SessionTimeoutMS > 0 {
+		fmt.Fprintf(&b, ", session timeout %g ms", s.SessionTimeoutMS)
+	}
+	if s.CommitIntervalMS > 0 {
+		fmt.Fprintf(&b, ", commit interval %g ms", s.CommitIntervalMS)
+	}
+	fmt.Fprintf(&b, ", %s.\n", rep.Started.Format(time.RFC3339))
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 1, ' ', tabwriter.Debug)
+	if slices.ContainsFunc(rep.Results, func(r Result) bool { return r.Scenario.Disruption == "" }) {
+		if err := rep.writeThroughputTable(&b); err != nil {
+			return err
+		}
+	}
+	if err := rep.writeRedeliveryTable(&b); err != nil {
+		return err
+	}
+	if rep.CeilingSpread > 0 {
+		fmt.Fprintf(&b, "\nRatios are to the fastest ceiling run, %.0f events/s; the slowest was %.1f%% slower.\n", rep.CeilingEventsPerSec, 100*rep.CeilingSpread)
+	}
+	if len(rep.Targets) > 0 {
+		b.WriteString("\nTargets:\n")
+		for _, t := range rep.Targets {
+			mark := "missed"
+			if t.Met {
+				mark = "met"
+			}
+			fmt.Fprintf(&b, "- %s: %s — %s (%s)\n", t.Name, t.Goal, t.Measured, mark)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeThroughputTable writes the undisturbed scenarios' table.
+func (rep *Report) writeThroughputTable(b *strings.Builder) error {
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 1, ' ', tabwriter.Debug)
 	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tevents/s\tof ceiling\tcached events/s (share)\tout MiB/s\tAPI calls/s\tof budget\tmax/s\tfreq errors\tp50 ms\tp99 ms\tpeak RSS MiB\tCPU s\tload\t")
 	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, r := range rep.Results {
 		sc := r.Scenario
+		if sc.Disruption != "" {
+			continue // their own table
+		}
 		if r.Error != "" {
 			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, oneLine(r.Error))
 			continue
@@ -249,24 +365,57 @@ func (rep *Report) WriteTable(w io.Writer) error {
 			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, r.EventsPerSec, ratio, cached, r.OutputMBPerSec, calls, budget, maxPS, freq,
 			r.LatencyP50MS, r.LatencyP99MS, float64(r.PeakRSSBytes)/(1<<20), r.CPUSeconds, r.Load1)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if rep.CeilingSpread > 0 {
-		fmt.Fprintf(&b, "\nRatios are to the fastest ceiling run, %.0f events/s; the slowest was %.1f%% slower.\n", rep.CeilingEventsPerSec, 100*rep.CeilingSpread)
-	}
-	if len(rep.Targets) > 0 {
-		b.WriteString("\nTargets:\n")
-		for _, t := range rep.Targets {
-			mark := "missed"
-			if t.Met {
-				mark = "met"
-			}
-			fmt.Fprintf(&b, "- %s: %s — %s (%s)\n", t.Name, t.Goal, t.Measured, mark)
+	return tw.Flush()
+}
+
+// writeRedeliveryTable writes the disrupted scenarios' table, if any ran.
+func (rep *Report) writeRedeliveryTable(b *strings.Builder) error {
+	var rows []Result
+	for _, r := range rep.Results {
+		if r.Scenario.Disruption != "" {
+			rows = append(rows, r)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	if len(rows) == 0 {
+		return nil
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 1, ' ', tabwriter.Debug)
+	fmt.Fprintln(tw, "| scenario\tparts\tevents\tdistinct users\tdisruption\tprocesses\tseconds\tduplicates\tper disruption\tlost\tout of order\tskipped published\tincomplete drains\tAPI calls\tfreq errors\tCPU s\tload\t")
+	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	for _, r := range rows {
+		sc := r.Scenario
+		if r.Error != "" || r.Redelivery == nil {
+			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%s\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, disruptionLabel(sc), oneLine(r.Error))
+			continue
+		}
+		red := r.Redelivery
+		calls, freq := "—", "—"
+		if a := r.API; a != nil {
+			calls, freq = strconv.Itoa(a.Calls), strconv.Itoa(a.FrequencyErrors)
+		}
+		per := "—"
+		if len(red.DuplicatesAfter) > 0 {
+			per = strings.Trim(fmt.Sprint(red.DuplicatesAfter), "[]")
+		}
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%s\t%d\t%.1f\t%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%.1f\t%.1f\t\n",
+			sc.Name, sc.Partitions, sc.Events, r.DistinctUsers, disruptionLabel(sc), red.Processes, r.Seconds, red.Duplicates, per,
+			red.Lost, red.OutOfOrder, red.SkippedPublished, red.IncompleteDrains, calls, freq, r.CPUSeconds, r.Load1)
+	}
+	return tw.Flush()
+}
+
+// disruptionLabel says what a disrupted scenario does.
+func disruptionLabel(s Scenario) string {
+	switch s.Disruption {
+	case DisruptKill:
+		return fmt.Sprintf("%d SIGKILLs", s.Kills)
+	case DisruptBroker:
+		return fmt.Sprintf("broker down %v", s.BrokerDown)
+	case DisruptScaleOut:
+		return fmt.Sprintf("%d instances", s.Instances)
+	}
+	return string(s.Disruption)
 }
 
 func oneLine(s string) string {

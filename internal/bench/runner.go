@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,6 +45,15 @@ type Config struct {
 	// ProfileDir, when set, receives a CPU and a heap profile of each
 	// scenario's workload (<scenario>.cpu.pprof, <scenario>.heap.pprof).
 	ProfileDir string
+	// SessionTimeout is the processors' group session timeout: how long a
+	// killed processor keeps its partitions. Default the processor's
+	// (processor.DefaultSessionTimeout); it must exceed the processor's
+	// heartbeat interval.
+	SessionTimeout time.Duration
+	// CommitInterval is how often the processors commit: the publishing
+	// time a kill redelivers, at most. Default the processor's
+	// (processor.DefaultCommitInterval).
+	CommitInterval time.Duration
 	// Child returns the command of a child process that calls ServeChild
 	// with its standard input and output. Required; the Runner sets Stdin,
 	// Stdout and Stderr.
@@ -101,6 +109,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("bench: Jitter %v must not exceed Latency %v", c.Jitter, c.Latency)
 	case c.Timeout < 0:
 		return fmt.Errorf("bench: Timeout %v must be positive", c.Timeout)
+	case c.SessionTimeout < 0:
+		return fmt.Errorf("bench: SessionTimeout %v must be positive", c.SessionTimeout)
+	case c.CommitInterval < 0:
+		return fmt.Errorf("bench: CommitInterval %v must be positive", c.CommitInterval)
 	}
 	_, err := Select(Scenarios(c.Scale, c.Partitions), c.Scenarios)
 	return err
@@ -135,6 +147,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		Settings: Settings{
 			Scale: r.cfg.Scale, Partitions: r.cfg.Partitions, Rate: r.cfg.Rate,
 			LatencyMS: ms(r.cfg.Latency), JitterMS: ms(r.cfg.Jitter),
+			SessionTimeoutMS: ms(r.cfg.SessionTimeout), CommitIntervalMS: ms(r.cfg.CommitInterval),
 		},
 		Started: time.Now().UTC(),
 	}
@@ -146,6 +159,8 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		}
 		if res.Error != "" {
 			fmt.Fprintf(r.cfg.Progress, "%s: failed: %s\n", s.Name, oneLine(res.Error))
+		} else if red := res.Redelivery; red != nil {
+			fmt.Fprintf(r.cfg.Progress, "%s: %d duplicates (%v after each disruption), %d lost, in %.1fs\n", s.Name, red.Duplicates, red.DuplicatesAfter, red.Lost, res.Seconds)
 		} else {
 			fmt.Fprintf(r.cfg.Progress, "%s: %.0f events/s in %.1fs (preload %.1fs)\n", s.Name, res.EventsPerSec, res.Seconds, res.PreloadSeconds)
 		}
@@ -165,6 +180,9 @@ func (r *Runner) runScenario(ctx context.Context, s Scenario) Result {
 }
 
 func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
+	if s.Disruption != "" {
+		return r.measureDisrupted(ctx, s, res)
+	}
 	b, err := devkafka.Start(devkafka.Config{Partitions: s.Partitions, Topics: []string{inputTopic, outputTopic, dlqTopic}})
 	if err != nil {
 		return err
@@ -175,6 +193,7 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 		Scenario: s, Brokers: []string{b.Addr()},
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
 		Rate: float64(r.cfg.Rate), ProfileDir: r.cfg.ProfileDir,
+		SessionTimeout: r.cfg.SessionTimeout, CommitInterval: r.cfg.CommitInterval,
 	}
 	var api *simAPI
 	if s.Workload == WorkloadProcessor {
@@ -251,6 +270,7 @@ type childRun struct {
 	maxRSS   int64
 	infraCPU float64
 	stats    json.RawMessage
+	drains   int // "drain incomplete" warnings
 }
 
 // runChild starts the workload in a child process, waits until every
@@ -259,92 +279,28 @@ type childRun struct {
 func (r *Runner) runChild(ctx context.Context, j job, watch *outputWatch) (*childRun, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	cmd := r.cfg.Child(context.WithoutCancel(ctx))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, fmt.Errorf("child: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("child: %w", err)
-	}
-	stderr := &tail{max: 4 << 10}
-	cmd.Stderr = stderr
-	line, err := json.Marshal(j)
-	if err != nil {
-		return nil, fmt.Errorf("child: %w", err)
-	}
 	infra0 := selfCPU()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("child: start: %w", err)
+	c, err := r.startChild(ctx, j)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := stdin.Write(append(line, '\n')); err != nil {
-		stdin.Close()
-		cmd.Wait()
-		return nil, fmt.Errorf("child: send job: %w (child: %s)", err, stderr.lastLine())
-	}
-
-	msgs := make(chan childMessage, 2)
-	go func() { // owned: ends when the child closes its output, before cmd.Wait returns
-		defer close(msgs)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(nil, 16<<20)
-		for sc.Scan() {
-			var m childMessage
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				msgs <- m
-			}
-		}
-	}()
-
-	run := &childRun{}
 	var runErr error
 	select {
-	case m, ok := <-msgs:
-		if ok && m.Started != 0 {
-			run.started = time.Unix(0, m.Started)
-		} else {
-			runErr = errors.New("child ended before starting")
-		}
+	case <-watch.Done():
+	case <-c.exited:
+		runErr = c.earlyError()
 	case <-ctx.Done():
-		runErr = fmt.Errorf("child did not start: %w", ctx.Err())
+		_, got := watch.snapshot()
+		elapsed := time.Since(c.started)
+		runErr = fmt.Errorf("%d of %d records after %v (%.0f events/s): %w", got, j.Scenario.Events, elapsed.Round(time.Second), float64(got)/elapsed.Seconds(), ctx.Err())
 	}
-	if runErr == nil {
-		select {
-		case <-watch.Done():
-		case m, ok := <-msgs:
-			runErr = fmt.Errorf("child stopped early: %s", m.Error)
-			if !ok {
-				runErr = errors.New("child stopped early")
-			}
-		case <-ctx.Done():
-			_, got := watch.snapshot()
-			elapsed := time.Since(run.started)
-			runErr = fmt.Errorf("%d of %d records after %v (%.0f events/s): %w", got, j.Scenario.Events, elapsed.Round(time.Second), float64(got)/elapsed.Seconds(), ctx.Err())
-		}
-	}
-	stdin.Close() // stops the child
-	// A child that does not stop within the grace period is killed.
-	kill := time.AfterFunc(stopGrace, func() { _ = cmd.Process.Kill() })
-	defer kill.Stop()
-	for m := range msgs {
-		if m.Done {
-			run.stats, run.maxRSS = m.Stats, m.PeakRSS
-			if m.Error != "" && runErr == nil {
-				runErr = fmt.Errorf("workload: %s", m.Error)
-			}
-		}
-	}
-	werr := cmd.Wait()
+	run, err := c.stop()
 	run.infraCPU = selfCPU() - infra0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		run.cpu = seconds(ru.Utime) + seconds(ru.Stime)
+	if runErr == nil {
+		runErr = err
 	}
-	if werr != nil && runErr == nil {
-		runErr = fmt.Errorf("child: %w", werr)
-	}
-	if runErr != nil && stderr.lastLine() != "" {
-		runErr = fmt.Errorf("%w (child: %s)", runErr, stderr.lastLine())
+	if runErr != nil && c.stderr.lastLine() != "" {
+		runErr = fmt.Errorf("%w (child: %s)", runErr, c.stderr.lastLine())
 	}
 	return run, runErr
 }
@@ -363,6 +319,9 @@ func arrivedAfter(arrivals []arrival, t time.Time) int64 {
 func usersLabel(s Scenario) string {
 	if s.Distinct() {
 		return "a distinct user each"
+	}
+	if s.Uniform() {
+		return fmt.Sprintf("%d users, an equal share each", s.Users)
 	}
 	return fmt.Sprintf("%d users (Zipf s=%.1f)", s.Users, s.ZipfS)
 }

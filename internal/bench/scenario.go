@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Workload names what a scenario's child process runs.
@@ -44,10 +45,41 @@ type Scenario struct {
 	Partitions int `json:"partitions"`
 	// Seed makes the event sequence reproducible.
 	Seed uint64 `json:"seed"`
+	// Disruption is what happens to a processor scenario mid-stream; the
+	// empty one is an undisturbed run. Disrupted scenarios measure what is
+	// published again (Result.Redelivery) rather than throughput.
+	Disruption Disruption `json:"disruption,omitempty"`
+	// Kills is how many times DisruptKill kills the processor.
+	Kills int `json:"kills,omitempty"`
+	// BrokerDown is how long DisruptBroker keeps the broker stopped.
+	BrokerDown time.Duration `json:"broker_down,omitempty"`
+	// Instances is how many processors DisruptScaleOut starts in the group.
+	Instances int `json:"instances,omitempty"`
 }
 
 // Distinct reports whether every event has a distinct user.
 func (s Scenario) Distinct() bool { return s.Users == 0 }
+
+// Uniform reports whether every user has the same share of the events
+// (Users > 0 and no Zipf exponent): each user appears Events/Users times,
+// in random order.
+func (s Scenario) Uniform() bool { return s.Users > 0 && s.ZipfS == 0 }
+
+// Disruption names what a disrupted scenario does to a running processor.
+type Disruption string
+
+const (
+	// DisruptKill kills the processor's child process (SIGKILL) Kills
+	// times, at evenly spread points of the stream, and starts a new one
+	// in the same group each time.
+	DisruptKill Disruption = "kill"
+	// DisruptBroker stops the broker halfway through the stream and starts
+	// it again BrokerDown later on the same address and data directory.
+	DisruptBroker Disruption = "broker"
+	// DisruptScaleOut starts Instances processors at once in one group,
+	// each with an equal share of the API budget.
+	DisruptScaleOut Disruption = "scale-out"
+)
 
 // Base scenario sizes, from the issue; Scenarios scales them.
 const (
@@ -57,14 +89,23 @@ const (
 	skewedEvents = 200_000
 	skewedUsers  = 100_000
 	zipfS        = 1.1
+
+	// The redelivery scenarios: 6,000 events over 1,500 new users (each
+	// four times), as in the issue.
+	redeliveryEvents = 6_000
+	redeliveryUsers  = 1_500
+	kills            = 3
+	brokerDown       = 5 * time.Second
+	instances        = 3
 )
 
 // Scenarios returns every scenario at the given scale (1 = the sizes of the
 // issue: 1,000,000 warm events over 2,000 users, 6,000 cold events,
-// 200,000 skewed events over 100,000 users) with the given partition count
-// (8 in the issue). Scaling keeps the ratio of events to users, so a scaled
-// warm run is as warm as the full one. The one-partition scenarios always
-// use a single partition.
+// 200,000 skewed events over 100,000 users, 6,000 events over 1,500 users
+// for the redelivery scenarios) with the given partition count (8 in the
+// issue). Scaling keeps the ratio of events to users, so a scaled warm run
+// is as warm as the full one. The one-partition scenarios always use a
+// single partition.
 func Scenarios(scale float64, partitions int) []Scenario {
 	n := func(base int) int { return max(1, int(math.Round(float64(base)*scale))) }
 	warm := Scenario{Name: "warm", Workload: WorkloadProcessor, Events: n(warmEvents), Users: n(warmUsers), ZipfS: zipfS, Partitions: partitions, Seed: 1}
@@ -74,6 +115,11 @@ func Scenarios(scale float64, partitions int) []Scenario {
 	warm1, cold1 := warm, cold
 	warm1.Name, warm1.Partitions = "warm-1p", 1
 	cold1.Name, cold1.Partitions = "cold-1p", 1
+	redelivery := Scenario{Workload: WorkloadProcessor, Events: n(redeliveryEvents), Users: n(redeliveryUsers), Partitions: partitions, Seed: 4}
+	killed, restarted, scaled := redelivery, redelivery, redelivery
+	killed.Name, killed.Disruption, killed.Kills = "kill-restart", DisruptKill, kills
+	restarted.Name, restarted.Disruption, restarted.BrokerDown = "broker-restart", DisruptBroker, brokerDown
+	scaled.Name, scaled.Disruption, scaled.Instances = "scale-out", DisruptScaleOut, instances
 	return []Scenario{
 		ceiling,
 		warm,
@@ -81,20 +127,26 @@ func Scenarios(scale float64, partitions int) []Scenario {
 		{Name: "skewed", Workload: WorkloadProcessor, Events: n(skewedEvents), Users: n(skewedUsers), ZipfS: zipfS, Partitions: partitions, Seed: 3},
 		warm1,
 		cold1,
+		killed,
+		restarted,
+		scaled,
 	}
 }
 
 // groups are names that select several scenarios at once.
 var groups = map[string][]string{
-	"all":           {"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p"},
+	"all":           {"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out"},
 	"one-partition": {"warm-1p", "cold-1p"},
+	"redelivery":    {"kill-restart", "broker-restart", "scale-out"},
 }
 
-// Select returns the scenarios named (or grouped: "all", "one-partition")
-// in names, in the order of all. When any processor scenario is selected,
-// the ceiling runs first and again last (as "ceiling-end"): ratios are taken
-// against the faster of the two, and their difference shows how much the
-// machine drifted during the run.
+// Select returns the scenarios named (or grouped: "all", "one-partition",
+// "redelivery") in names, in the order of all. When any undisturbed
+// processor scenario is selected, the ceiling runs first and again last (as
+// "ceiling-end"): ratios are taken against the faster of the two, and their
+// difference shows how much the machine drifted during the run. The
+// disrupted scenarios measure redelivery, not throughput: they need no
+// ceiling.
 func Select(all []Scenario, names []string) ([]Scenario, error) {
 	want := map[string]bool{}
 	for _, name := range names {
@@ -106,7 +158,7 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 			continue
 		}
 		if !slices.ContainsFunc(all, func(s Scenario) bool { return s.Name == name }) {
-			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s, one-partition, all)", name, strings.Join(Names(all), ", "))
+			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s, one-partition, redelivery, all)", name, strings.Join(Names(all), ", "))
 		}
 		want[name] = true
 	}
@@ -116,7 +168,7 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 	for _, s := range all {
 		if s.Workload == WorkloadCopy {
 			ceiling = &s
-		} else {
+		} else if s.Disruption == "" {
 			processors = processors || want[s.Name]
 		}
 		if want[s.Name] || (s.Workload == WorkloadCopy && processors) {

@@ -16,7 +16,9 @@ func TestSelect(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{names: []string{"all"}, want: []string{"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "ceiling-end"}},
+		{names: []string{"all"}, want: []string{"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out", "ceiling-end"}},
+		{names: []string{"redelivery"}, want: []string{"kill-restart", "broker-restart", "scale-out"}},
+		{names: []string{"scale-out", "cold"}, want: []string{"ceiling", "cold", "scale-out", "ceiling-end"}},
 		{names: []string{"cold"}, want: []string{"ceiling", "cold", "ceiling-end"}},
 		{names: []string{"one-partition", "warm"}, want: []string{"ceiling", "warm", "warm-1p", "cold-1p", "ceiling-end"}},
 		{names: []string{"ceiling"}, want: []string{"ceiling"}},
@@ -46,6 +48,8 @@ func TestScenariosScale(t *testing.T) {
 		{1, "skewed", 200_000, 100_000, 8},
 		{1, "warm-1p", 1_000_000, 2_000, 1},
 		{1, "cold-1p", 6_000, 0, 1},
+		{1, "kill-restart", 6_000, 1_500, 8},
+		{0.1, "scale-out", 600, 150, 8},
 		{0.1, "warm", 100_000, 200, 8},
 		{0.1, "cold", 600, 0, 8},
 		{0.1, "skewed", 20_000, 10_000, 8},
@@ -88,6 +92,7 @@ func TestEventSource(t *testing.T) {
 		{"distinct", Scenario{Name: "cold", Events: 5000, Seed: 2}, func(d int) bool { return d == 5000 }},
 		{"zipf", Scenario{Name: "warm", Events: 20_000, Users: 2_000, ZipfS: 1.1, Seed: 1}, func(d int) bool { return d > 100 && d <= 2000 }},
 		{"one user", Scenario{Name: "one", Events: 10, Users: 1, ZipfS: 1.1}, func(d int) bool { return d == 1 }},
+		{"uniform", Scenario{Name: "kill-restart", Events: 6000, Users: 1500, Seed: 4}, func(d int) bool { return d == 1500 }},
 	}
 	for _, tt := range tests {
 		seq, msgs := draw(tt.s)
@@ -126,6 +131,31 @@ func TestEventSource(t *testing.T) {
 	}
 	if uniform := 100_000 / 2_000; hottest < 20*uniform {
 		t.Errorf("hottest user has %d events, want a Zipf head far above the uniform %d", hottest, uniform)
+	}
+}
+
+// TestEventSourceUniform: a uniform scenario gives every user the same
+// number of events, not in user order.
+func TestEventSourceUniform(t *testing.T) {
+	s := Scenario{Name: "kill-restart", Events: 6000, Users: 1500, Seed: 4}
+	src, err := newEventSource(s, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[int32]int{}
+	inOrder := true
+	for i := range s.Events {
+		_, u := src.next()
+		counts[u]++
+		inOrder = inOrder && int(u) == i%s.Users
+	}
+	for u, n := range counts {
+		if n != s.Events/s.Users {
+			t.Fatalf("user %d has %d events, want %d", u, n, s.Events/s.Users)
+		}
+	}
+	if inOrder {
+		t.Fatal("events are in user order, not shuffled")
 	}
 }
 

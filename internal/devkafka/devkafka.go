@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -27,10 +28,15 @@ type Config struct {
 	Topics []string
 }
 
-// Broker is a running in-process Kafka broker. Close stops it.
+// Broker is a running in-process Kafka broker. Close stops it; with a
+// DataDir, Restart starts it again where it stopped.
 type Broker struct {
+	cfg  Config // as started, Addr resolved to the listen address
+	addr string
+
+	mu      sync.Mutex
 	cluster *kfake.Cluster
-	addr    string
+	running bool
 }
 
 // Start starts a broker. It returns an error when the address is taken or
@@ -45,6 +51,20 @@ func Start(cfg Config) (*Broker, error) {
 	if cfg.Partitions < 0 {
 		return nil, errors.New("devkafka: Partitions must be positive")
 	}
+	c, err := newCluster(cfg)
+	if err != nil {
+		return nil, err
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) == 0 {
+		c.Close()
+		return nil, errors.New("devkafka: broker has no listen address")
+	}
+	cfg.Addr = addrs[0] // a restart listens where this one does
+	return &Broker{cfg: cfg, addr: addrs[0], cluster: c, running: true}, nil
+}
+
+func newCluster(cfg Config) (*kfake.Cluster, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("devkafka: bad address %q: %w", cfg.Addr, err)
@@ -73,19 +93,51 @@ func Start(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devkafka: start broker on %s: %w", cfg.Addr, err)
 	}
-	addrs := c.ListenAddrs()
-	if len(addrs) == 0 {
-		c.Close()
-		return nil, errors.New("devkafka: broker has no listen address")
-	}
-	return &Broker{cluster: c, addr: addrs[0]}, nil
+	return c, nil
 }
 
 // Addr is the broker's bootstrap address (host:port).
 func (b *Broker) Addr() string { return b.addr }
 
-// Cluster exposes the kfake cluster for fault injection in tests.
-func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
+// Cluster exposes the kfake cluster for fault injection in tests. After a
+// Restart it is a new cluster: control functions installed on the old one
+// (ControlKey) are gone.
+func (b *Broker) Cluster() *kfake.Cluster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cluster
+}
 
 // Close stops the broker and, with a DataDir, flushes its state to disk.
-func (b *Broker) Close() { b.cluster.Close() }
+// Clients see their connections close and the address refuse new ones
+// until a Restart. Closing a stopped broker does nothing.
+func (b *Broker) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running {
+		b.cluster.Close()
+		b.running = false
+	}
+}
+
+// Restart stops the broker if it runs and starts it again on the same
+// address with the same data directory: topics, records and committed
+// offsets (with their metadata) survive, group memberships do not (members
+// rejoin). It needs a DataDir: a broker in memory would come back empty.
+func (b *Broker) Restart() error {
+	if b.cfg.DataDir == "" {
+		return errors.New("devkafka: Restart needs a DataDir")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.running {
+		b.cluster.Close()
+		b.running = false
+	}
+	c, err := newCluster(b.cfg)
+	if err != nil {
+		return err
+	}
+	b.cluster, b.running = c, true
+	return nil
+}
