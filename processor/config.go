@@ -46,7 +46,7 @@ const (
 	DefaultCacheTTL                = 10 * time.Minute
 	DefaultNegativeCacheTTL        = time.Minute
 	DefaultCacheSize               = 100_000
-	DefaultCommitInterval          = time.Second
+	DefaultCommitInterval          = 100 * time.Millisecond
 	DefaultDrainTimeout            = 10 * time.Second
 	DefaultShutdownTimeout         = 30 * time.Second
 	DefaultPauseBackoff            = time.Second
@@ -123,7 +123,9 @@ type Config struct {
 	// (default): the local cache alone.
 	SharedCache SharedCache
 
-	// CommitInterval is the period of offset commits. Default 1s.
+	// CommitInterval is the period of offset commits (only partitions whose
+	// position moved are committed). The records a crash publishes again
+	// are at most those published since the last commit. Default 100ms.
 	CommitInterval time.Duration
 	// DrainTimeout bounds the wait for in-flight records of revoked
 	// partitions; what is left is dropped (and re-read by the next owner).

@@ -25,6 +25,10 @@ type GroupSource struct {
 
 	mu sync.Mutex
 	cg *kafka.ConsumerGroup
+	// carry are final positions a revoked generation could not commit
+	// (the group moved on, as after a broker restart): committed by the
+	// next generation that is assigned their partitions.
+	carry map[int]Position
 }
 
 // NewGroupSource returns the group source for cfg (validated by the caller).
@@ -68,6 +72,7 @@ func (s *GroupSource) Assign(ctx context.Context) (Assignment, error) {
 				s.log.Warn("cannot read the published offsets above the committed ones", "error", err)
 			}
 		}
+		a.carried = s.takeCarry(ctx, gen, ids, a.completed)
 		gen.Start(func(genCtx context.Context) {
 			defer context.AfterFunc(genCtx, func() { close(a.revoked) })()
 			<-a.done // kafka-go rejoins only after this returns
@@ -76,6 +81,42 @@ func (s *GroupSource) Assign(ctx context.Context) (Assignment, error) {
 		s.log.Info("generation joined", "generation", gen.ID)
 		return a, nil
 	}
+}
+
+// takeCarry commits, as gen's member, the carried positions of the
+// partitions gen is assigned that are ahead of what the group committed, and
+// returns them (the partitions start there). The other carried positions
+// are dropped: another member owns those partitions now.
+func (s *GroupSource) takeCarry(ctx context.Context, gen *kafka.Generation, ids []int, completed map[int]completedSet) map[int]Position {
+	s.mu.Lock()
+	carry := s.carry
+	s.carry = nil
+	s.mu.Unlock()
+	if len(carry) == 0 {
+		return nil
+	}
+	committed := map[int]int64{}
+	for _, pa := range gen.Assignments[s.cfg.InputTopic] {
+		committed[pa.ID] = pa.Offset
+	}
+	out := map[int]Position{}
+	var positions []Position
+	for _, id := range ids {
+		c, ok := carry[id]
+		if !ok || (committed[id] >= 0 && c.Offset <= committed[id]) {
+			continue
+		}
+		out[id] = c
+		positions = append(positions, c)
+	}
+	if len(positions) > 0 {
+		if err := commitOffsets(ctx, s.cl, s.cfg.Group, int(gen.ID), gen.MemberID, s.cfg.InputTopic, positions, nil); err != nil {
+			s.log.Warn("cannot commit the positions of the previous generation", "error", err)
+		} else {
+			s.log.Info("committed the positions the previous generation could not", "partitions", len(positions))
+		}
+	}
+	return out
 }
 
 func (s *GroupSource) group() (*kafka.ConsumerGroup, error) {
@@ -120,6 +161,7 @@ type generation struct {
 	gen       *kafka.Generation
 	revoked   chan struct{}        // closed when the generation ends
 	completed map[int]completedSet // per partition: published above the committed offset
+	carried   map[int]Position     // per partition: a previous generation's uncommitted final position
 	done      chan struct{}        // closed by Done: the generation's goroutine returns
 }
 
@@ -134,13 +176,29 @@ func (g *generation) Partitions() []PartitionStart {
 		// kafka-go gives the committed offset, or the configured start
 		// offset (FirstOffset, LastOffset) when there is none.
 		out[i] = PartitionStart{Partition: a.ID, Offset: a.Offset, End: -1, Committed: max(a.Offset, -1), done: g.completed[a.ID]}
+		if c, ok := g.carried[a.ID]; ok {
+			out[i].Offset, out[i].Committed, out[i].done = c.Offset, c.Offset, c.done
+		}
 	}
 	return out
 }
 
-// Commit commits the positions as this generation's member.
-func (g *generation) Commit(ctx context.Context, positions []Position, _, _ bool) error {
-	return commitOffsets(ctx, g.s.cl, g.s.cfg.Group, int(g.gen.ID), g.gen.MemberID, g.s.cfg.InputTopic, positions, nil)
+// Commit commits the positions as this generation's member. A final commit
+// that fails (the group moved on without this generation) is carried to
+// the next generation, which commits it if it is assigned the partitions.
+func (g *generation) Commit(ctx context.Context, positions []Position, final, _ bool) error {
+	err := commitOffsets(ctx, g.s.cl, g.s.cfg.Group, int(g.gen.ID), g.gen.MemberID, g.s.cfg.InputTopic, positions, nil)
+	if err != nil && final {
+		g.s.mu.Lock()
+		if g.s.carry == nil {
+			g.s.carry = map[int]Position{}
+		}
+		for _, p := range positions {
+			g.s.carry[p.Partition] = p
+		}
+		g.s.mu.Unlock()
+	}
+	return err
 }
 
 func (g *generation) Done() {
