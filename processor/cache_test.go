@@ -17,24 +17,6 @@ import (
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
 
-// fakeClock is a settable clock for the cache's TTLs.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // countingLookup answers like okLookup(n) and counts calls per user.
 type countingLookup struct {
 	n     int
@@ -185,7 +167,7 @@ func TestSharedCacheDown(t *testing.T) {
 // past the window it is fetched before it is served. Without a window an
 // expired entry is never served.
 func TestStaleWhileRevalidate(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	api := &countingLookup{n: 2}
 	e := newCacheEnricher(t, api.fetch, nil, time.Hour, clock.Now)
 	ctx := context.Background()

@@ -328,7 +328,7 @@ func TestUserSigRejections(t *testing.T) {
 			e := newEnv(t, nil)
 			q := e.params()
 			q.Set("usersig", tt.sig(t))
-			e.clock.Add(tt.advance)
+			e.clock.Advance(tt.advance)
 			if a := e.callWith(t, q, userBody("alice")); a.ErrorCode != tt.code {
 				t.Fatalf("ErrorCode %d (%s), want %d", a.ErrorCode, a.ErrorInfo, tt.code)
 			}
@@ -342,7 +342,7 @@ func TestUserSigRejections(t *testing.T) {
 		if a := e.callWith(t, q, userBody("alice")); a.ErrorCode != 0 {
 			t.Fatalf("first call: %+v", a)
 		}
-		e.clock.Add(32 * time.Second) // within the cache TTL
+		e.clock.Advance(32 * time.Second) // within the cache TTL
 		if a := e.callWith(t, q, userBody("alice")); a.ErrorCode != CodeSigExpired {
 			t.Fatalf("after expiry: ErrorCode %d, want %d", a.ErrorCode, CodeSigExpired)
 		}

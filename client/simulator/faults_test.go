@@ -28,13 +28,13 @@ func TestFrequencyLimit(t *testing.T) {
 		t.Fatalf("call %d: ErrorCode %d, want %d", rate+1, a.ErrorCode, CodeRateLimited)
 	}
 	// Still limited at the end of the second: the window is trailing.
-	e.clock.Add(999 * time.Millisecond)
+	e.clock.Advance(999 * time.Millisecond)
 	if a := e.call(t, userBody("alice")); a.ErrorCode != CodeRateLimited {
 		t.Fatalf("at +999ms: ErrorCode %d, want %d", a.ErrorCode, CodeRateLimited)
 	}
 	// One second after the burst only the refused attempt at +999ms is in
 	// the window: rate-1 more calls pass, then the limit again.
-	e.clock.Add(time.Millisecond)
+	e.clock.Advance(time.Millisecond)
 	for i := range rate - 1 {
 		if a := e.call(t, userBody("alice")); a.ErrorCode != 0 {
 			t.Fatalf("second burst call %d: %+v", i, a)
@@ -65,7 +65,7 @@ func TestFrequencyLimitTrailingNotFixed(t *testing.T) {
 		if a := e.call(t, userBody("alice")); a.ErrorCode != 0 {
 			t.Fatalf("call %d: %+v", i, a)
 		}
-		e.clock.Add(200 * time.Millisecond)
+		e.clock.Advance(200 * time.Millisecond)
 	}
 	if a := e.call(t, userBody("alice")); a.ErrorCode != 0 {
 		t.Fatalf("at +1s: %+v", a)
@@ -171,7 +171,7 @@ func TestOutageWindow(t *testing.T) {
 		advance time.Duration
 		status  int
 	}{{0, 502}, {9 * time.Second, 502}, {999 * time.Millisecond, 502}, {time.Millisecond, 200}} {
-		e.clock.Add(step.advance)
+		e.clock.Advance(step.advance)
 		if status, _ := e.post(t, e.params(), userBody("alice")); status != step.status {
 			t.Fatalf("after +%v: HTTP %d, want %d", step.advance, status, step.status)
 		}
@@ -306,7 +306,7 @@ func TestOutageKnob(t *testing.T) {
 	if status, b := e.do(t, http.MethodPost, "/faults", `{"OutageFor":"10s"}`); status != http.StatusOK || !strings.Contains(string(b), `"OutageFor":"10s"`) {
 		t.Fatalf("HTTP %d %s", status, b)
 	}
-	e.clock.Add(4 * time.Second)
+	e.clock.Advance(4 * time.Second)
 	if got := e.srv.Faults().OutageFor; got != 6*time.Second {
 		t.Fatalf("remaining outage %v", got)
 	}
@@ -317,7 +317,7 @@ func TestOutageKnob(t *testing.T) {
 	if got := e.srv.Faults().OutageFor; got != 6*time.Second {
 		t.Fatalf("remaining outage %v after another knob", got)
 	}
-	e.clock.Add(6 * time.Second)
+	e.clock.Advance(6 * time.Second)
 	if got := e.srv.Faults().OutageFor; got != 0 {
 		t.Fatalf("remaining outage %v after the end", got)
 	}

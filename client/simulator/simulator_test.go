@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tencentyun/tls-sig-api-v2-golang/tencentyun"
+
+	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
 const (
@@ -21,27 +22,10 @@ const (
 	testKey   = "dev-only-secret-key"
 )
 
-// fakeClock is an injectable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	// A whole second, so that per-second buckets line up with the test.
-	return &fakeClock{t: time.Now().Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newFakeClock is a clock the test moves, at a whole second, so that
+// per-second buckets line up with the test.
+func newFakeClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Now().Truncate(time.Second))
 }
 
 // testData is a small explicit dataset: alice has 3 subscriptions, bob none.
@@ -69,7 +53,7 @@ func testData(t testing.TB) *Dataset {
 // testEnv is a running simulator with a fake clock and a valid admin sig.
 type testEnv struct {
 	srv   *Server
-	clock *fakeClock
+	clock *testsupport.Clock
 	sig   string
 }
 

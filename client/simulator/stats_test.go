@@ -21,10 +21,10 @@ func TestStatsCounts(t *testing.T) {
 	e.call(t, userBody("alice"))
 	e.call(t, userBody("alice"))
 	e.call(t, userBody("bob"))
-	e.clock.Add(1500 * time.Millisecond)
+	e.clock.Advance(1500 * time.Millisecond)
 	e.call(t, userBody("carol"))
 	e.call(t, `{"Limit":3}`)
-	e.clock.Add(1500 * time.Millisecond)
+	e.clock.Advance(1500 * time.Millisecond)
 	e.call(t, userBody("alice"))
 
 	st := e.srv.Stats()
@@ -72,11 +72,11 @@ func TestStatsMaxPerSecondSlidingAcrossSecondBoundaries(t *testing.T) {
 	// Two bursts of 3 in different calendar seconds but within one
 	// trailing second: the series shows 3 and 3, the max is 6.
 	e := newEnv(t, nil)
-	e.clock.Add(700 * time.Millisecond)
+	e.clock.Advance(700 * time.Millisecond)
 	for range 3 {
 		e.call(t, userBody("alice"))
 	}
-	e.clock.Add(600 * time.Millisecond)
+	e.clock.Advance(600 * time.Millisecond)
 	for range 3 {
 		e.call(t, userBody("alice"))
 	}
@@ -90,7 +90,7 @@ func TestStatsSeriesKeepsTheLastHour(t *testing.T) {
 	e := newEnv(t, nil)
 	start := e.clock.Now()
 	e.call(t, userBody("alice"))
-	e.clock.Add((maxSeries + 9) * time.Second)
+	e.clock.Advance((maxSeries + 9) * time.Second)
 	e.call(t, userBody("alice"))
 	st := e.srv.Stats()
 	if len(st.PerSecond) != maxSeries || st.PerSecond[maxSeries-1] != 1 || st.PerSecond[0] != 0 {

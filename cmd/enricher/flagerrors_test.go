@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v3"
+
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/internal/telemetry"
 	"github.com/tencentchat-enricher/enricher/processor"
@@ -95,6 +97,25 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 	}
 }
 
+// checkNamesFlag checks that verr, a package's verdict on a broken
+// setting, is reported by configError as flag, with no Go field name.
+func checkNamesFlag(t *testing.T, cmd *cli.Command, flag string, verr error) {
+	t.Helper()
+	if verr == nil {
+		t.Errorf("%s: the package accepts the broken value; the case tests nothing", flag)
+		return
+	}
+	err := configError(cmd, verr)
+	if !strings.HasPrefix(err.Error(), flagRef(cmd, flag)+" ") {
+		t.Errorf("%s: configError = %v, want an error naming %s first", flag, err, flagRef(cmd, flag))
+	}
+	for _, f := range goFieldNames {
+		if strings.Contains(err.Error(), f) {
+			t.Errorf("%s: %q names %q", flag, err, f)
+		}
+	}
+}
+
 // TestClientConfigErrorsNameFlags: every client field a flag sets, when
 // the client rejects it, is reported as that flag.
 func TestClientConfigErrorsNameFlags(t *testing.T) {
@@ -116,20 +137,7 @@ func TestClientConfigErrorsNameFlags(t *testing.T) {
 	for _, tt := range cases {
 		c := good
 		tt.break_(&c)
-		verr := c.Validate()
-		if verr == nil {
-			t.Errorf("%s: the client accepts the broken value; the case tests nothing", tt.flag)
-			continue
-		}
-		err := configError(run, verr)
-		if !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
-			t.Errorf("%s: configError = %v, want an error naming %s first", tt.flag, err, flagRef(run, tt.flag))
-		}
-		for _, f := range goFieldNames {
-			if strings.Contains(err.Error(), f) {
-				t.Errorf("%s: %q names %q", tt.flag, err, f)
-			}
-		}
+		checkNamesFlag(t, run, tt.flag, c.Validate())
 	}
 }
 
@@ -172,20 +180,7 @@ func TestProcessorConfigErrorsNameFlags(t *testing.T) {
 	for _, tt := range cases {
 		c := good
 		tt.break_(&c)
-		verr := c.Validate()
-		if verr == nil {
-			t.Errorf("%s: the processor accepts the broken value; the case tests nothing", tt.flag)
-			continue
-		}
-		err := configError(run, verr)
-		if !strings.HasPrefix(err.Error(), flagRef(run, tt.flag)+" ") {
-			t.Errorf("%s: configError = %v, want an error naming %s first", tt.flag, err, flagRef(run, tt.flag))
-		}
-		for _, f := range goFieldNames {
-			if strings.Contains(err.Error(), f) {
-				t.Errorf("%s: %q names %q", tt.flag, err, f)
-			}
-		}
+		checkNamesFlag(t, run, tt.flag, c.Validate())
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package testsupport holds the helpers the project's tests share: a
-// buffer that concurrent writers and a polling reader can use, and a
-// bounded wait for a condition. It is imported by tests only.
+// buffer that concurrent writers and a polling reader can use, a clock
+// the test sets, and a bounded wait for a condition. It is imported by tests only.
 package testsupport
 
 import (
@@ -30,6 +30,30 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Clock is a clock a test sets: Now returns the time it was given, moved
+// only by Advance. Safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }
 
 // PollInterval is how often WaitFor checks its condition.
