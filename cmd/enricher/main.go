@@ -19,9 +19,6 @@ import (
 	"github.com/urfave/cli/v3"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // exitCodeUsage is the exit code for bad configuration.
 const exitCodeUsage = 2
 
@@ -80,17 +77,6 @@ func forEachCommand(cmd *cli.Command, fn func(*cli.Command)) {
 	fn(cmd)
 	for _, sub := range cmd.Commands {
 		forEachCommand(sub, fn)
-	}
-}
-
-func versionCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "version",
-		Usage: "print the version",
-		Action: func(_ context.Context, cmd *cli.Command) error {
-			_, err := fmt.Fprintln(cmd.Root().Writer, "enricher", version)
-			return err
-		},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -114,7 +115,7 @@ func TestHelpNeverShowsSecret(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	code, stdout, _ := runApp(t, context.Background(), "version")
-	if code != 0 || !strings.HasPrefix(stdout, "enricher "+version) {
+	if code != 0 || !strings.HasPrefix(stdout, "enricher "+readBuildInfo().Version) || !strings.Contains(stdout, runtime.Version()) {
 		t.Errorf("version: code %d, output %q", code, stdout)
 	}
 }

@@ -217,7 +217,7 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer pipe.Close()
 
-	log.Info("replay starting", slog.String("version", version),
+	log.Info("replay starting", slog.String("version", readBuildInfo().String()),
 		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
 		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
 		slog.String("group", s.Pipeline.Group), slog.String("range", s.Range.String()), slog.Any("tencent", s.Tencent))

@@ -85,7 +85,7 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 		return err
 	}
 
-	log.Info("enricher starting", slog.String("version", version),
+	log.Info("enricher starting", slog.String("version", readBuildInfo().String()),
 		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
 		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
 		slog.String("group", s.Pipeline.Group), slog.Any("tencent", s.Tencent),

@@ -21,12 +21,13 @@ import (
 
 // newTelemetry builds the OTel providers and installs them as globals.
 func newTelemetry(ctx context.Context) (*telemetry.Providers, error) {
-	prov, err := telemetry.New(ctx, telemetry.Config{ServiceName: "enricher", ServiceVersion: version})
+	prov, err := telemetry.New(ctx, telemetry.Config{ServiceName: "enricher", ServiceVersion: readBuildInfo().Version})
 	if err != nil {
 		// An invalid OTEL_* variable is a configuration error.
 		return nil, badConfig("%w", err)
 	}
 	prov.SetGlobal()
+	registerBuildInfo(prov.MeterProvider, readBuildInfo())
 	return prov, nil
 }
 
