@@ -40,7 +40,8 @@ const maxBodyBytes = 16 << 20
 
 // Client calls get_subscribed_official_account_list. It is safe for
 // concurrent use by any number of goroutines; all of them share one rate
-// limiter, one circuit breaker and one cached UserSig. Create it with New
+// limiter (or the Config.Budget shared with other processes), one circuit
+// breaker and one cached UserSig. Create it with New
 // and release it with Close.
 type Client struct {
 	cfg      Config
@@ -96,11 +97,15 @@ func New(cfg Config) (*Client, error) {
 
 	c.sig = newSigner(cfg.SDKAppID, cfg.SecretKey, cfg.Admin, cfg.UserSigTTL, cfg.Now)
 	c.sig.onRenew = c.tel.sigRenewed
-	c.lim = newLimiter(cfg)
-	c.lim.onChange = c.tel.rateChanged
+	if cfg.Budget != nil {
+		c.lim = newGuard(cfg)
+	} else {
+		c.lim = newLimiter(cfg)
+		c.lim.onChange = c.tel.rateChanged
+	}
 	c.br = newBreaker(cfg.Breaker, c.tel.breakerChanged)
 	c.tel.breaker.Record(context.Background(), int64(BreakerClosed))
-	c.tel.rate.Record(context.Background(), c.lim.maxRate)
+	c.tel.rate.Record(context.Background(), c.EffectiveRate())
 	return c, nil
 }
 
@@ -119,8 +124,15 @@ func (c *Client) Close() error {
 // BreakerState returns the circuit breaker's current state.
 func (c *Client) BreakerState() BreakerState { return c.br.state() }
 
-// EffectiveRate returns the rate the limiter currently allows, in calls/s.
-func (c *Client) EffectiveRate() float64 { return c.lim.current() }
+// EffectiveRate returns the rate the limiter currently allows, in calls/s:
+// with a Config.Budget, the shared rate (Budget.Rate) for all processes
+// together.
+func (c *Client) EffectiveRate() float64 {
+	if c.cfg.Budget != nil {
+		return c.cfg.Budget.Rate()
+	}
+	return c.lim.current()
+}
 
 // GetPage fetches one page: one API call, retried per Config. A successful
 // HTTP answer with a non-zero ErrorCode is an *APIError, never a Page.
@@ -200,7 +212,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if d := c.pauseLeft(); d > 0 {
 			return nil, &SigPauseError{RetryAfter: d, Last: last}
 		}
-		waited, slot, err := c.lim.wait(ctx, deadline)
+		waited, slot, err := c.waitTurn(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
 		if errors.Is(err, errWaitPastDeadline) {
 			if last == nil {
@@ -261,7 +273,7 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 			}
 			resent = true
 		case cl == ClassRateLimited:
-			c.lim.throttled()
+			c.throttled(ctx)
 		case !cl.Retryable():
 			return nil, err
 		}

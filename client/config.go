@@ -65,7 +65,10 @@ type Config struct {
 	// 1/(RateSafety*min(Rate,1)) seconds apart: Rate 0.5 sends one call
 	// about every 2.06s. After a frequency-limit answer both the bucket
 	// rate and the cap follow the lowered rate at once.
-	// The budget is per Client: processes sharing one app must split it.
+	// Without Budget the budget is per Client: processes sharing one app
+	// must split it. With Budget, Rate is the app's budget for all
+	// processes together (the Budget must be built with the same Rate,
+	// RateSafety, MinRate, RateDecrease and RateRecoverAfter).
 	Rate float64
 	// RateSafety is the share of Rate the client uses (default 0.98, in
 	// (0,1]): at Rate 200 it paces 195 calls/s under a hard cap of 196 per
@@ -107,6 +110,17 @@ type Config struct {
 	// MaxPages bounds the pages GetAll follows for one user (default 100,
 	// i.e. 20000 accounts at the default PageLimit).
 	MaxPages int
+
+	// Budget, when set, is the call budget shared with the other processes
+	// of the app (*budget.Budget of client/budget, in Redis). Every attempt
+	// and every page then takes a token from it instead of the client's own
+	// token bucket, frequency-limit answers lower its shared rate
+	// (Budget.Throttled) and EffectiveRate reports its Rate. The client
+	// keeps its hard cap of floor(RateSafety*Rate) calls per trailing
+	// second as a guard behind it (no pacing, no throttling of its own).
+	// Nil (default): the client's own limiter, for this process alone.
+	// The client does not close it.
+	Budget Budget
 
 	// Breaker configures the circuit breaker.
 	Breaker BreakerConfig

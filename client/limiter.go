@@ -105,6 +105,16 @@ func newLimiter(cfg Config) *limiter {
 	return l
 }
 
+// newGuard returns the limiter that stands behind a shared Budget: no
+// pacing (the shared schedule paces), only the hard cap of floor(B) calls
+// sent per trailing second, which never follows a throttled rate (the
+// shared rate does).
+func newGuard(cfg Config) *limiter {
+	l := newLimiter(cfg)
+	l.lim = rate.NewLimiter(rate.Inf, 1)
+	return l
+}
+
 // current returns the effective rate, after applying recovery up to now.
 func (l *limiter) current() float64 {
 	l.mu.Lock()
