@@ -2,7 +2,8 @@
 //
 //	/healthz  200 while the process is alive
 //	/readyz   200 when every readiness check passes, 503 otherwise;
-//	          the body lists each check as "ok NAME" or "fail NAME: REASON"
+//	          the body lists each check as "ok NAME", "fail NAME: REASON"
+//	          or "degraded NAME: REASON" (a Degraded error: still ready)
 //	/metrics  the metrics handler given (Prometheus exposition)
 package opshttp
 
@@ -24,6 +25,16 @@ import (
 type Check interface {
 	Check(ctx context.Context) error
 }
+
+// Degraded marks a check's error as a degradation that keeps the process
+// ready: /readyz lists it as "degraded NAME: REASON" and still answers 200
+// when no other check fails.
+func Degraded(err error) error { return degradedError{err} }
+
+type degradedError struct{ err error }
+
+func (d degradedError) Error() string { return d.err.Error() }
+func (d degradedError) Unwrap() error { return d.err }
 
 // CheckFunc adapts a function to Check.
 type CheckFunc func(ctx context.Context) error
@@ -112,10 +123,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	ready := true
 	for _, n := range names {
-		if err := s.cfg.Checks[n].Check(ctx); err != nil {
+		err := s.cfg.Checks[n].Check(ctx)
+		var d degradedError
+		switch {
+		case errors.As(err, &d):
+			fmt.Fprintf(&b, "degraded %s: %s\n", n, strings.Join(strings.Fields(err.Error()), " "))
+		case err != nil:
 			ready = false
 			fmt.Fprintf(&b, "fail %s: %s\n", n, strings.Join(strings.Fields(err.Error()), " "))
-		} else {
+		default:
 			fmt.Fprintf(&b, "ok %s\n", n)
 		}
 	}

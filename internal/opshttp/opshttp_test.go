@@ -156,3 +156,32 @@ func TestConfigErrors(t *testing.T) {
 		t.Error("listening on a taken port succeeded")
 	}
 }
+
+// A Degraded check is listed as degraded and keeps the process ready; a
+// failing check still makes it unready.
+func TestDegradedStaysReady(t *testing.T) {
+	var fail atomic.Bool
+	s, err := New(Config{Addr: "127.0.0.1:0", Checks: map[string]Check{
+		"budget": CheckFunc(func(context.Context) error { return Degraded(errors.New("redis\n unreachable")) }),
+		"other": CheckFunc(func(context.Context) error {
+			if fail.Load() {
+				return errors.New("down")
+			}
+			return nil
+		}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	base := "http://" + s.Addr()
+	if code, body := get(t, base+"/readyz"); code != 200 || body != "degraded budget: redis unreachable\nok other\n" {
+		t.Errorf("degraded: %d %q", code, body)
+	}
+	fail.Store(true)
+	if code, body := get(t, base+"/readyz"); code != 503 || body != "degraded budget: redis unreachable\nfail other: down\n" {
+		t.Errorf("degraded and failing: %d %q", code, body)
+	}
+}
