@@ -70,6 +70,9 @@ func commandEnv(cmd *cli.Command) map[string]bool {
 	if names["kafka-sasl-password-file"] {
 		envs[envSASLPassword] = true
 	}
+	if names["redis-password-file"] {
+		envs[envRedisPassword] = true
+	}
 	if cmd.Name == "simulator" {
 		envs[simulatorSecretEnv] = true
 	}

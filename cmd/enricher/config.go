@@ -109,6 +109,8 @@ func pipelineFlags() []cli.Flag {
 			Usage: "events being enriched at once, across partitions"},
 		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: processor.DefaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
 			Usage: "how long a user's subscriptions are reused before asking the API again"},
+		&cli.DurationFlag{Name: "cache-stale-ttl", Category: catPipeline, Sources: env("ENRICHER_CACHE_STALE_TTL"),
+			Usage: "stale-while-revalidate: an entry past --cache-ttl is published at once (cache \"stale\", with its fetched_at) for this long more while it is refreshed in the background (default 0: off)"},
 		&cli.IntFlag{Name: "cache-size", Category: catPipeline, Value: processor.DefaultCacheSize, Sources: env("ENRICHER_CACHE_SIZE"),
 			Usage: "maximum users held in the cache"},
 		&cli.StringFlag{Name: "start-offset", Category: catPipeline, Value: startEarliest, Sources: env("ENRICHER_START_OFFSET"),
@@ -155,7 +157,7 @@ func tencentFlags() []cli.Flag {
 		&cli.StringFlag{Name: "im-secret-key-file", Category: catTencent, Sources: env("ENRICHER_IM_SECRET_KEY_FILE"),
 			Usage: "`FILE` holding the application's secret key (or set " + envSecretKey + "; one of them is required)"},
 		&cli.FloatFlag{Name: "api-rate", Category: catTencent, Value: client.DefaultRate, Sources: env("ENRICHER_API_RATE"),
-			Usage: "API calls per second this instance may make; the instances sharing an SDKAppID must sum to at most 200"},
+			Usage: "API calls per second of the SDKAppID: with --redis-url, for all instances together (give each the same value); without it, for this instance alone (instances sharing an SDKAppID must then sum to at most 200)"},
 	}
 }
 
@@ -305,6 +307,7 @@ func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 		MaxInFlight:         cmd.Int("max-in-flight"),
 		CacheTTL:            cmd.Duration("cache-ttl"),
 		CacheSize:           cmd.Int("cache-size"),
+		CacheStaleTTL:       cmd.Duration("cache-stale-ttl"),
 		AutoCreateTopics:    cmd.Bool("auto-create-topics"),
 		UnavailableAfter:    cmd.Duration("unavailable-after"),
 		MaxEventBytes:       cmd.Int("max-event-bytes"),
@@ -388,7 +391,7 @@ var configFlags = map[string]string{
 	"processor.DLQTopic": "dlq-topic", "processor.Group": "group", "processor.StartOffset": "start-offset",
 	"processor.UserIDPointer": "user-id-pointer", "processor.OrderBy": "order-by", "processor.MaxEventBytes": "max-event-bytes",
 	"processor.MaxInFlight": "max-in-flight", "processor.MaxInFlightPerPartition": "max-in-flight-per-partition",
-	"processor.CacheTTL": "cache-ttl", "processor.NegativeCacheTTL": "negative-cache-ttl", "processor.CacheSize": "cache-size",
+	"processor.CacheTTL": "cache-ttl", "processor.CacheStaleTTL": "cache-stale-ttl", "processor.NegativeCacheTTL": "negative-cache-ttl", "processor.CacheSize": "cache-size",
 	"processor.CommitInterval": "commit-interval", "processor.DrainTimeout": "drain-timeout",
 	"processor.ShutdownTimeout": "shutdown-timeout", "processor.UnavailableAfter": "unavailable-after",
 	"processor.RecordRetryDeadline": "record-retry-deadline", "processor.MaxRecordBytes": "max-record-bytes",

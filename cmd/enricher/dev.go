@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,7 +46,10 @@ func devCommand() *cli.Command {
 			Usage: "period of the summary line"},
 		&cli.IntFlag{Name: "samples", Category: catDev, Value: 1, Sources: env("ENRICHER_DEV_SAMPLES"),
 			Usage: "enriched records printed with each summary line"},
+		&cli.IntFlag{Name: "instances", Category: catDev, Value: 1, Sources: env("ENRICHER_DEV_INSTANCES"),
+			Usage: "processors in one consumer group, each with its own API client; above 1 they share one API budget and subscription cache in an embedded Redis-compatible server (or --redis-url)"},
 	)
+	flags = append(flags, redisFlags()...)
 	flags = append(flags, generatorFlags()...)
 	flags = append(flags, pipelineFlags()...)
 	flags = append(flags, opsFlags("127.0.0.1:9464")...)
@@ -76,6 +78,8 @@ type devSettings struct {
 	SimJitter       time.Duration
 	SummaryInterval time.Duration
 	Samples         int
+	Instances       int
+	Redis           redisSettings // --redis-url; none with Instances > 1: an embedded server
 	Gen             eventgen.Config
 	Pipeline        processor.Config
 	Ops             opsSettings
@@ -92,6 +96,7 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 		SimJitter:       cmd.Duration("sim-jitter"),
 		SummaryInterval: cmd.Duration("summary-interval"),
 		Samples:         cmd.Int("samples"),
+		Instances:       cmd.Int("instances"),
 	}
 	var err error
 	if s.Ops, err = parseOps(cmd); err != nil {
@@ -122,6 +127,11 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 		return s, flagError(cmd, "summary-interval", "must be positive, got %s", s.SummaryInterval)
 	case s.Samples < 0:
 		return s, flagError(cmd, "samples", "must not be negative, got %d", s.Samples)
+	case s.Instances < 1:
+		return s, flagError(cmd, "instances", "must be at least 1, got %d", s.Instances)
+	}
+	if s.Redis, err = parseRedis(cmd); err != nil {
+		return s, err
 	}
 	if _, _, err := net.SplitHostPort(s.KafkaAddr); err != nil {
 		return s, flagError(cmd, "kafka-addr", "must be HOST:PORT, got %q", s.KafkaAddr)
@@ -174,18 +184,22 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	}
 	defer sim.Close()
 
-	api, err := newClient(cmd, devClientConfig(sim.URL(), s.APIRate), log, prov)
+	k := kafkaSettings{Brokers: []string{broker.Addr()}}
+	rs, redisShown, stopRedis, err := devRedis(s)
 	if err != nil {
 		return err
 	}
-	defer api.Close()
-
-	k := kafkaSettings{Brokers: []string{broker.Addr()}}
-	proc, err := processor.New(withKafka(s.Pipeline, k, log, prov), api)
-	if err != nil {
-		return configError(cmd, err)
+	defer stopRedis()
+	insts := make([]*devInstance, s.Instances)
+	for i := range insts {
+		inst, err := newDevInstance(cmd, s, i, k, rs, sim.URL(), log, prov)
+		if err != nil {
+			return err
+		}
+		defer inst.close()
+		insts[i] = inst
 	}
-	ops, err := startOps(s.Ops, prov, readiness(k, proc, api), log)
+	ops, err := startOps(s.Ops, prov, devReadiness(k, insts), log)
 	if err != nil {
 		return err
 	}
@@ -206,6 +220,9 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(out, "enricher dev: kafka %s (data %s, %d events already in %s), simulator %s, %g events/s over %d users\n",
 		broker.Addr(), s.DataDir, topicRecords(ctx, broker.Addr(), s.Pipeline.InputTopic), s.Pipeline.InputTopic,
 		sim.URL(), s.Gen.Rate, s.Gen.Users)
+	if len(insts) > 1 || redisShown != "" {
+		fmt.Fprintf(out, "  %d processors in group %s sharing one API budget and cache in %s\n", len(insts), s.Pipeline.Group, redisShown)
+	}
 	fmt.Fprintf(out, "  read the output: kcat -C -b %s -t %s -e\n", broker.Addr(), s.Pipeline.OutputTopic)
 	if ops != nil {
 		fmt.Fprintf(out, "  metrics: http://%s/metrics  readiness: http://%s/readyz\n", ops.Addr(), ops.Addr())
@@ -217,14 +234,16 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	procCtx, stopProc := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProc()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer stopProc()
-		err := proc.Run(procCtx)
-		if err == nil && ctx.Err() == nil {
-			err = errors.New("processor stopped unexpectedly")
-		}
-		return err
-	})
+	for i, inst := range insts {
+		g.Go(func() error {
+			defer stopProc()
+			err := inst.proc.Run(procCtx)
+			if err == nil && ctx.Err() == nil {
+				err = fmt.Errorf("processor %d stopped unexpectedly", i)
+			}
+			return err
+		})
+	}
 	g.Go(func() error {
 		if err := gen.Run(gctx, events); err != nil {
 			return fmt.Errorf("dev: generator: %w", err)
@@ -244,12 +263,12 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		g.Go(func() error { return tailSamples(procCtx, k, s.Pipeline.OutputTopic, samples, log) })
 	}
 	g.Go(func() error {
-		summarize(procCtx, out, s, proc, gen, sim, samples)
+		summarize(procCtx, out, s, insts, gen, sim, samples)
 		return nil
 	})
 	err = g.Wait()
-	st := proc.Stats()
-	fmt.Fprintf(out, "enricher dev: stopped; in %d, out %d, dlq %d; data kept in %s\n", st.In, st.Out, st.DLQ, s.DataDir)
+	st, per := devStats(insts)
+	fmt.Fprintf(out, "enricher dev: stopped; in %d, out %d, dlq %d%s; data kept in %s\n", st.In, st.Out, st.DLQ, per, s.DataDir)
 	return err
 }
 
@@ -288,7 +307,7 @@ func tailSamples(ctx context.Context, k kafkaSettings, topic string, samples cha
 }
 
 // summarize prints one line per interval and up to s.Samples enriched records.
-func summarize(ctx context.Context, out io.Writer, s devSettings, proc *processor.Processor, gen *eventgen.Generator, sim *simulator.Server, samples <-chan kafka.Message) {
+func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devInstance, gen *eventgen.Generator, sim *simulator.Server, samples <-chan kafka.Message) {
 	t := time.NewTicker(s.SummaryInterval)
 	defer t.Stop()
 	start := time.Now()
@@ -298,7 +317,7 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, proc *processo
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			st := proc.Stats()
+			st, per := devStats(insts)
 			calls := sim.Stats().Total
 			rate := float64(calls-lastCalls) / now.Sub(lastAt).Seconds()
 			lastCalls, lastAt = calls, now
@@ -313,9 +332,9 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, proc *processo
 			if known {
 				lagText = fmt.Sprint(lag)
 			}
-			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d\n",
+			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d%s\n",
 				now.Sub(start).Round(time.Second), gen.Stats().Sent, st.In, st.Out, st.DLQ, rate,
-				100*st.CacheHitRatio, lagText, st.InFlight)
+				100*st.CacheHitRatio, lagText, st.InFlight, per)
 			for i := 0; i < s.Samples; i++ {
 				select {
 				case m := <-samples:

@@ -16,36 +16,50 @@ var summaryRE = regexp.MustCompile(`\| in (\d+) \| out (\d+) \| dlq (\d+) \|`)
 // runDevUntil runs `enricher dev` in-process until its summary shows at
 // least minOut enriched records and a sample, then interrupts it the way
 // Ctrl-C does and returns the exit code and stdout.
-func runDevUntil(t *testing.T, dataDir string, minOut int) (int, string) {
+func runDevUntil(t *testing.T, dataDir string, minOut int, extra ...string) (int, string) {
+	t.Helper()
+	return runDevUntilLine(t, dataDir, func(line string) bool {
+		m := summaryRE.FindStringSubmatch(line)
+		n := 0
+		if m != nil {
+			n, _ = strconv.Atoi(m[2])
+		}
+		return m != nil && n >= minOut
+	}, extra...)
+}
+
+// runDevUntilLine runs `enricher dev` until a summary line satisfies done
+// and a sample was printed, then interrupts it as Ctrl-C does.
+func runDevUntilLine(t *testing.T, dataDir string, done func(line string) bool, extra ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out, errb testsupport.SyncBuffer
-	done := make(chan int, 1)
+	exited := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"enricher", "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0",
+		exited <- run(ctx, append([]string{"enricher", "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0",
 			"--http-addr", "", "--rate", "100", "--summary-interval", "200ms", "--sim-latency", "1ms", "--sim-jitter", "1ms",
-			"--malformed-share", "0.05", "--partitions", "3", "--log-level", "warn"}, &out, &errb)
+			"--malformed-share", "0.05", "--partitions", "3", "--log-level", "warn"}, extra...), &out, &errb)
 	}()
 	deadline := time.After(60 * time.Second)
 	for reached := false; !reached; {
 		select {
-		case code := <-done:
+		case code := <-exited:
 			t.Fatalf("dev exited early with %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
 		case <-deadline:
 			t.Fatalf("no enriched records within 60s\nstdout:\n%s\nstderr:\n%s", out.String(), errb.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 		s := out.String()
-		for _, m := range summaryRE.FindAllStringSubmatch(s, -1) {
-			if n, _ := strconv.Atoi(m[2]); n >= minOut && strings.Contains(s, "sample: ") {
+		for line := range strings.Lines(s) {
+			if done(line) && strings.Contains(s, "sample: ") {
 				reached = true
 			}
 		}
 	}
 	cancel()
 	select {
-	case code := <-done:
+	case code := <-exited:
 		return code, out.String()
 	case <-time.After(60 * time.Second):
 		t.Fatal("dev did not stop within 60s of the interrupt")
@@ -90,6 +104,43 @@ func TestDevStack(t *testing.T) {
 			// The data of the first run is still there.
 			t.Errorf("second run sees %d events, the first consumed %d", existing, firstTotal)
 		}
+	}
+}
+
+// TestDevInstances runs two processors in one group sharing an embedded
+// Redis: both get partitions and enrich records, and the summary adds
+// them up.
+func TestDevInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole stack")
+	}
+	clearEnv(t)
+	for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		t.Setenv(k, "")
+	}
+	perRE := regexp.MustCompile(`\| out (\d+) \| .*\| out per instance (\d+)/(\d+)`)
+	both := func(line string) bool {
+		m := perRE.FindStringSubmatch(line)
+		if m == nil {
+			return false
+		}
+		total, _ := strconv.Atoi(m[1])
+		a, _ := strconv.Atoi(m[2])
+		b, _ := strconv.Atoi(m[3])
+		if a+b != total {
+			t.Errorf("summary total %d is not the sum of %d and %d: %s", total, a, b, line)
+		}
+		return a >= 5 && b >= 5
+	}
+	code, out := runDevUntilLine(t, t.TempDir(), both, "--instances", "2", "--partitions", "4")
+	if code != 0 {
+		t.Fatalf("exit code %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "2 processors in group enricher sharing one API budget and cache in embedded redis 127.0.0.1:") {
+		t.Errorf("banner does not announce the shared instances:\n%s", out)
+	}
+	if !regexp.MustCompile(`stopped; in \d+, out \d+, dlq \d+ \| out per instance \d+/\d+`).MatchString(out) {
+		t.Errorf("final line does not cover both instances:\n%s", out)
 	}
 }
 

@@ -19,11 +19,13 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/client/budget"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
-// Replay defaults: a topic pair of its own, and a quarter of the API budget
-// so that a live processor keeps the rest.
+// Replay defaults: a topic pair of its own, and at most a quarter of the
+// API budget (with --redis-url a cap within what live leaves; without it a
+// budget of its own, so that a live processor keeps the rest).
 const (
 	defaultReplayOutputTopic = "user-events-replay"
 	defaultReplayDLQTopic    = "user-events-replay-dlq"
@@ -37,6 +39,8 @@ type replaySettings struct {
 	Kafka    kafkaSettings
 	Pipeline processor.Config
 	Tencent  client.Config
+	Redis    redisSettings
+	Cap      float64 // with Redis: the replay's --api-rate, a cap within the shared budget
 	Ops      opsSettings
 	Range    processor.ReplayRange
 	Progress string // "auto", "bar" or "log"
@@ -57,8 +61,11 @@ func replayCommand() *cli.Command {
 	)...)
 	flags = append(flags, withFlags(tencentFlags(),
 		&cli.FloatFlag{Name: "api-rate", Category: catTencent, Value: defaultReplayAPIRate, Sources: env("ENRICHER_REPLAY_API_RATE"),
-			Usage: "API calls per second of the replay (its own budget: a live processor keeps the rest of the app's 200/s)"},
+			Usage: "API calls per second of the replay: with --redis-url a cap, not a reservation (the replay uses only what live leaves of --app-api-rate, at most this); without it, its own budget (a live processor keeps the rest of the app's 200/s)"},
 	)...)
+	flags = append(flags, &cli.FloatFlag{Name: "app-api-rate", Category: catTencent, Value: client.DefaultRate, Sources: env("ENRICHER_API_RATE"),
+		Usage: "with --redis-url: the SDKAppID's API calls per second shared with the live instances (the same value as their --api-rate)"})
+	flags = append(flags, redisFlags()...)
 	flags = append(flags,
 		&cli.StringFlag{Name: "from", Category: catReplay, Sources: env("ENRICHER_REPLAY_FROM"),
 			Usage: "replay records with a timestamp at or after `TIME` (RFC 3339)"},
@@ -135,6 +142,17 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 	if s.Tencent, err = parseTencent(cmd); err != nil {
 		return s, err
 	}
+	if s.Redis, err = parseRedis(cmd); err != nil {
+		return s, err
+	}
+	if s.Redis.Options != nil {
+		// The shared budget is the app's; --api-rate caps the replay's part.
+		rate := cmd.Float("app-api-rate")
+		if !(rate > 0 && rate <= client.MaxRate) {
+			return s, flagError(cmd, "app-api-rate", "must be above 0 and at most %g calls/s (the API's limit per app), got %g", float64(client.MaxRate), rate)
+		}
+		s.Cap, s.Tencent.Rate = s.Tencent.Rate, rate
+	}
 	if s.Pipeline.Group == autoGroup {
 		s.Pipeline.Group = processor.ReplayGroup(s.Pipeline.InputTopic, s.Pipeline.OutputTopic, s.Range)
 	}
@@ -200,6 +218,15 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
+	var sh *shared
+	if s.Redis.Options != nil {
+		if sh, err = newShared(s.Redis, s.Tencent, budget.Replay, s.Cap, "", log, prov); err != nil {
+			return err
+		}
+		defer sh.Close() // after the pipeline and the client are done
+	}
+	sh.wire(&s.Tencent, &s.Pipeline)
+
 	api, err := newClient(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
@@ -220,7 +247,8 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	log.Info("replay starting", slog.String("version", readBuildInfo().String()),
 		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
 		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
-		slog.String("group", s.Pipeline.Group), slog.String("range", s.Range.String()), slog.Any("tencent", s.Tencent))
+		slog.String("group", s.Pipeline.Group), slog.String("range", s.Range.String()), slog.Any("tencent", s.Tencent),
+		slog.String("redis", cmp.Or(s.Redis.Shown, "none")))
 	start := time.Now()
 	plan, err := replay.Plan(ctx)
 	if err != nil {
@@ -343,7 +371,11 @@ func printSummary(w io.Writer, s replaySettings, plan, pr processor.ReplayProgre
 	fmt.Fprintf(w, "  records     %d read, %d enriched, %d dead-lettered, %d skipped (timestamp outside the range)\n", st.In+pr.Skipped, st.Out, st.DLQ, pr.Skipped)
 	fmt.Fprintf(w, "  statuses    %s\n", counts(st.ByStatus))
 	fmt.Fprintf(w, "  dlq         %s\n", counts(st.DLQByClass))
-	fmt.Fprintf(w, "  api         %d users fetched (cache hits %d), at most %g calls/s\n", st.APICalls, st.CacheHits, s.Tencent.Rate)
+	if s.Redis.Options != nil {
+		fmt.Fprintf(w, "  api         %d users fetched (cache hits %d), at most %g calls/s of the shared %g\n", st.APICalls, st.CacheHits, s.Cap, s.Tencent.Rate)
+	} else {
+		fmt.Fprintf(w, "  api         %d users fetched (cache hits %d), at most %g calls/s\n", st.APICalls, st.CacheHits, s.Tencent.Rate)
+	}
 	rate := 0.0
 	if took > 0 {
 		rate = float64(st.In+pr.Skipped) / took.Seconds()

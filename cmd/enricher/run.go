@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/client/budget"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -17,6 +19,7 @@ type runSettings struct {
 	Kafka    kafkaSettings
 	Pipeline processor.Config
 	Tencent  client.Config
+	Redis    redisSettings
 	Ops      opsSettings
 }
 
@@ -25,6 +28,7 @@ func runCommand() *cli.Command {
 	flags = append(flags, kafkaFlags()...)
 	flags = append(flags, pipelineFlags()...)
 	flags = append(flags, tencentFlags()...)
+	flags = append(flags, redisFlags()...)
 	flags = append(flags, opsFlags(defaultHTTPAddr)...)
 	return &cli.Command{
 		Name:  "run",
@@ -59,6 +63,9 @@ func parseRun(cmd *cli.Command) (runSettings, error) {
 	if s.Tencent, err = parseTencent(cmd); err != nil {
 		return s, err
 	}
+	if s.Redis, err = parseRedis(cmd); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -70,6 +77,15 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	}
 	defer shutdownTelemetry(prov, log)
 
+	var sh *shared
+	if s.Redis.Options != nil {
+		if sh, err = newShared(s.Redis, s.Tencent, budget.Live, 0, "", log, prov); err != nil {
+			return err
+		}
+		defer sh.Close() // after the processor and the client are done
+	}
+	sh.wire(&s.Tencent, &s.Pipeline)
+
 	api, err := newClient(cmd, s.Tencent, log, prov)
 	if err != nil {
 		return err
@@ -80,7 +96,7 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	if err != nil {
 		return configError(cmd, err)
 	}
-	ops, err := startOps(s.Ops, prov, readiness(s.Kafka, proc, api), log)
+	ops, err := startOps(s.Ops, prov, sh.addChecks(readiness(s.Kafka, proc, api)), log)
 	if err != nil {
 		return err
 	}
@@ -89,7 +105,8 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 		slog.Any("brokers", s.Kafka.Brokers), slog.String("input", s.Pipeline.InputTopic),
 		slog.String("output", s.Pipeline.OutputTopic), slog.String("dlq", s.Pipeline.DLQTopic),
 		slog.String("group", s.Pipeline.Group), slog.Any("tencent", s.Tencent),
-		slog.String("http_addr", s.Ops.HTTPAddr), slog.String("traces", prov.TracesExporter))
+		slog.String("http_addr", s.Ops.HTTPAddr), slog.String("traces", prov.TracesExporter),
+		slog.String("redis", cmp.Or(s.Redis.Shown, "none")))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if ops != nil {
