@@ -129,4 +129,3 @@ func devStats(insts []*devInstance) (processor.Stats, string) {
 	}
 	return sum, " | out per instance " + strings.Join(outs, "/")
 }
-
