@@ -93,7 +93,7 @@ func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
 	app := newApp()
 
-	for _, name := range []string{"kafka", "topics", "jaeger", "simulator", "generator", "enricher"} {
+	for _, name := range []string{"kafka", "topics", "redis", "jaeger", "simulator", "generator", "enricher", "enricher-2"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
@@ -197,6 +197,41 @@ func TestComposeWiring(t *testing.T) {
 		}
 		if enr.Environment[pair[0]] == "" || enr.Environment[pair[0]] != simVal {
 			t.Errorf("%s=%q does not match the simulator's *%s=%q", pair[0], enr.Environment[pair[0]], pair[1], simVal)
+		}
+	}
+
+	// The replicas share one budget and cache in the redis service, in one
+	// group, each with the SDKAppID's whole rate (no hand split), and each
+	// publishes its ops port on a host port of its own.
+	rds := c.Services["redis"]
+	if !strings.HasPrefix(rds.Image, "redis:") && !strings.HasPrefix(rds.Image, "valkey/valkey:") {
+		t.Errorf("redis image %q", rds.Image)
+	}
+	hostPorts := map[string]bool{}
+	for _, name := range []string{"enricher", "enricher-2"} {
+		r := c.Services[name]
+		if len(r.Command) == 0 || r.Command[0] != "run" {
+			t.Errorf("%s: command %v, want run", name, r.Command)
+		}
+		ru, err := url.Parse(r.Environment["ENRICHER_REDIS_URL"])
+		if err != nil || ru.Scheme != "redis" || ru.Hostname() != "redis" || ru.Port() != "6379" {
+			t.Errorf("%s: ENRICHER_REDIS_URL=%q does not point at the redis service", name, r.Environment["ENRICHER_REDIS_URL"])
+		}
+		if _, ok := r.DependsOn["redis"]; !ok {
+			t.Errorf("%s does not wait for redis", name)
+		}
+		if r.Environment["ENRICHER_GROUP"] != enr.Environment["ENRICHER_GROUP"] {
+			t.Errorf("%s: group %q, want the same group as enricher", name, r.Environment["ENRICHER_GROUP"])
+		}
+		if rate := r.Environment["ENRICHER_API_RATE"]; rate != "" && rate != "200" {
+			t.Errorf("%s: ENRICHER_API_RATE=%s: with a shared budget every replica gives the SDKAppID's rate", name, rate)
+		}
+		for _, p := range r.Ports {
+			host, _, _ := strings.Cut(p, ":")
+			if hostPorts[host] {
+				t.Errorf("%s: host port %s published twice", name, host)
+			}
+			hostPorts[host] = true
 		}
 	}
 
