@@ -21,6 +21,8 @@ func generatorFlags() []cli.Flag {
 			Usage: "distinct users (user-0 ... user-N-1)"},
 		&cli.FloatFlag{Name: "skew", Category: catGenerator, Value: 1.1, Sources: env("ENRICHER_GEN_SKEW"),
 			Usage: "Zipf exponent (> 1) of the user distribution; higher means hotter hot users"},
+		&cli.BoolFlag{Name: "distinct-users", Category: catGenerator, Sources: env("ENRICHER_GEN_DISTINCT_USERS"),
+			Usage: "name every user once, in a random order, before any repeats (instead of the Zipf draw): --users new users in a row"},
 		&cli.FloatFlag{Name: "malformed-share", Category: catGenerator, Value: 0.02, Sources: env("ENRICHER_GEN_MALFORMED_SHARE"),
 			Usage: "share of malformed events (not JSON, no user_id, numeric user_id), 0 to 1"},
 		&cli.Uint64Flag{Name: "seed", Category: catGenerator, Value: 1, Sources: env("ENRICHER_GEN_SEED"),
@@ -33,6 +35,7 @@ func parseGenerator(cmd *cli.Command) (eventgen.Config, error) {
 		Seed:           cmd.Uint64("seed"),
 		Users:          cmd.Int("users"),
 		Skew:           cmd.Float("skew"),
+		Distinct:       cmd.Bool("distinct-users"),
 		MalformedShare: cmd.Float("malformed-share"),
 		Rate:           cmd.Float("rate"),
 	}

@@ -69,6 +69,10 @@ type Config struct {
 	// user i is drawn with probability proportional to 1/(1+i)^s.
 	// Default 1.1.
 	Skew float64
+	// Distinct replaces the Zipf draw: the events name the Users users in
+	// a random order (a seeded permutation), each once, then the same
+	// order again, so the first Users events are all different users.
+	Distinct bool
 	// MalformedShare is the share of events, in [0, 1], that are malformed
 	// (not JSON, no user_id, numeric user_id, in turn). Default 0: none.
 	MalformedShare float64
@@ -133,7 +137,9 @@ type Generator struct {
 	cfg       Config
 	rng       *rand.Rand
 	zipf      *rand.Zipf
-	malformed int // next malformed kind, in turn
+	perm      []int // Distinct: the order of the users
+	nextUser  int   // Distinct: index into perm
+	malformed int   // next malformed kind, in turn
 	sent      atomic.Int64
 	bad       atomic.Int64
 }
@@ -145,17 +151,31 @@ func New(cfg Config) (*Generator, error) {
 	}
 	cfg = cfg.withDefaults()
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15))
-	return &Generator{
+	g := &Generator{
 		cfg:  cfg,
 		rng:  rng,
 		zipf: rand.NewZipf(rng, cfg.Skew, 1, uint64(cfg.Users-1)),
-	}, nil
+	}
+	if cfg.Distinct {
+		g.perm = rng.Perm(cfg.Users)
+	}
+	return g, nil
+}
+
+// user draws the next event's user index.
+func (g *Generator) user() int {
+	if g.perm == nil {
+		return int(g.zipf.Uint64())
+	}
+	u := g.perm[g.nextUser]
+	g.nextUser = (g.nextUser + 1) % len(g.perm)
+	return u
 }
 
 // Next returns the next event as a Kafka message (key = user id, or nil
 // for malformed events without one) and what kind of event it is.
 func (g *Generator) Next() (kafka.Message, Kind) {
-	user := g.cfg.UserID(int(g.zipf.Uint64()))
+	user := g.cfg.UserID(g.user())
 	ev := Event{
 		UserID:  user,
 		EventID: fmt.Sprintf("%016x%016x", g.rng.Uint64(), g.rng.Uint64()),

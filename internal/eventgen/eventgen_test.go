@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -272,5 +273,38 @@ func TestRunToKafka(t *testing.T) {
 	}
 	if got != 100 {
 		t.Errorf("read back %d events, want 100", got)
+	}
+}
+
+// Distinct names every user once before any repeats, in a seeded order.
+func TestDistinctUsers(t *testing.T) {
+	order := func(seed uint64) []string {
+		g, err := New(Config{Seed: seed, Users: 500, Distinct: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var users []string
+		for range 1000 {
+			m, _ := g.Next()
+			users = append(users, string(m.Key))
+		}
+		return users
+	}
+	users := order(3)
+	seen := map[string]bool{}
+	for _, u := range users[:500] {
+		if seen[u] {
+			t.Fatalf("%s repeated within the first 500 events", u)
+		}
+		seen[u] = true
+	}
+	if !slices.Equal(users[:500], users[500:]) {
+		t.Error("the second round does not repeat the order")
+	}
+	if slices.Equal(users, order(4)) {
+		t.Error("different seeds give the same order")
+	}
+	if !slices.Equal(users, order(3)) {
+		t.Error("the same seed gives another order")
 	}
 }
