@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v3"
+
+	"github.com/tencentchat-enricher/enricher/client"
 )
 
 const testRedisPassword = "redis-pass-never-shown"
@@ -103,5 +105,39 @@ func TestParseRedis(t *testing.T) {
 	}
 	if strings.Contains(s.Shown, testRedisPassword) || s.Shown != "redis://127.0.0.1:6379" {
 		t.Errorf("shown URL %q", s.Shown)
+	}
+}
+
+// With --redis-url the replay's --api-rate is the cap of its part of the
+// shared budget, whose rate is --app-api-rate; without it, its own rate.
+func TestReplayRateIsACapWithRedis(t *testing.T) {
+	appRate := ""
+	parse := func(args ...string) replaySettings {
+		t.Helper()
+		validRunEnv(t)
+		if appRate != "" {
+			t.Setenv("ENRICHER_API_RATE", appRate)
+		}
+		cmd := replayCommand()
+		var s replaySettings
+		var perr error
+		cmd.Action = func(_ context.Context, cmd *cli.Command) error {
+			s, perr = parseReplay(cmd)
+			return nil
+		}
+		if err := cmd.Run(context.Background(), append([]string{"replay"}, args...)); err != nil || perr != nil {
+			t.Fatalf("%v %v", err, perr)
+		}
+		return s
+	}
+	if s := parse("--api-rate", "80"); s.Redis.Options != nil || s.Tencent.Rate != 80 || s.Cap != 0 {
+		t.Errorf("without Redis: rate %g cap %g, want its own rate 80", s.Tencent.Rate, s.Cap)
+	}
+	if s := parse("--api-rate", "80", "--redis-url", "redis://127.0.0.1:6379"); s.Tencent.Rate != client.DefaultRate || s.Cap != 80 {
+		t.Errorf("with Redis: rate %g cap %g, want the shared 200 capped at 80", s.Tencent.Rate, s.Cap)
+	}
+	appRate = "150"
+	if s := parse("--redis-url", "redis://127.0.0.1:6379"); s.Tencent.Rate != 150 || s.Cap != defaultReplayAPIRate {
+		t.Errorf("with Redis and ENRICHER_API_RATE=150: rate %g cap %g", s.Tencent.Rate, s.Cap)
 	}
 }
