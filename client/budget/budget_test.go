@@ -260,7 +260,7 @@ func TestScriptSharedThrottle(t *testing.T) {
 	mr, c := newMini(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	mr.SetTime(t0)
-	cfg := Config{Redis: c, Rate: 41, Safety: 1, MinRate: 15, RateRecoverAfter: 10 * time.Second, HeartbeatInterval: time.Hour}
+	cfg := Config{Redis: c, Rate: 41, Safety: 1, MinRate: 15, RateDecrease: 0.5, RateRecoverAfter: 10 * time.Second, HeartbeatInterval: time.Hour}
 	a := newBudget(t, cfg)
 	other := newBudget(t, cfg)
 	ctx := context.Background()
@@ -418,7 +418,7 @@ func TestDegradedAndResume(t *testing.T) {
 	if r := b.Rate(); math.Abs(r-49.25) > 1e-9 {
 		t.Fatalf("fallback rate %g, want 49.25", r)
 	}
-	if r, lowered := b.Throttled(ctx); !lowered || math.Abs(r-24.625) > 1e-9 {
+	if r, lowered := b.Throttled(ctx); !lowered || math.Abs(r-49.25*DefaultRateDecrease) > 1e-9 {
 		t.Fatalf("Throttled while degraded = %g, %v", r, lowered)
 	}
 	if n := logs.count(slog.LevelWarn, "unreachable"); n != 1 {

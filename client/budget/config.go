@@ -12,14 +12,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Defaults applied by New to zero-valued Config fields. Rate, Safety,
-// MinRate, RateDecrease and RateRecoverAfter equal the client package's
-// defaults of the same names.
+// Defaults applied by New to zero-valued Config fields. Rate, MinRate and
+// RateRecoverAfter equal the client package's defaults of the same names.
+// Safety and RateDecrease differ from the client's (0.98, 0.5), which are
+// made for one process: the calls granted here reach the API from several
+// processes, each adding its own wake-up and network delay between grant
+// and arrival, so the shared schedule keeps 4% of the budget as headroom
+// (paced at 191 calls/s of 200, a trailing second holds at most 192
+// grants); and a frequency-limit answer slows every process at once, so
+// the shared rate is cut by a tenth rather than halved (one late call
+// costs about 20 calls/s for the recovery, not 100).
 const (
 	DefaultRate               = 200.0
-	DefaultSafety             = 0.98
+	DefaultSafety             = 0.96
 	DefaultMinRate            = 1.0
-	DefaultRateDecrease       = 0.5
+	DefaultRateDecrease       = 0.9
 	DefaultRateRecoverAfter   = 10 * time.Second
 	DefaultRedisTimeout       = 250 * time.Millisecond
 	DefaultHeartbeatInterval  = time.Second
@@ -69,7 +76,7 @@ type Config struct {
 	// Rate is the app's limit in calls/s, for all processes together
 	// (default 200, the API's limit).
 	Rate float64
-	// Safety is the share of Rate used (default 0.98, in (0,1]). With
+	// Safety is the share of Rate used (default 0.96, in (0,1]). With
 	// B = Safety*Rate >= 2 grants are paced at B-1 calls/s with burst 1, so
 	// no trailing second ever holds more than B grants (B < 2: see
 	// PacedRate).
@@ -83,7 +90,7 @@ type Config struct {
 
 	// MinRate is the floor of the shared rate after frequency-limit answers
 	// (default 1/s). RateDecrease multiplies the shared rate on such an
-	// answer (default 0.5, in (0,1)), at most once per second for all
+	// answer (default 0.9, in (0,1)), at most once per second for all
 	// processes together; the rate then grows back linearly to the paced
 	// rate over RateRecoverAfter (default 10s).
 	MinRate          float64

@@ -53,7 +53,7 @@ func Example() {
 	degraded, _ := live.Degraded()
 	fmt.Println("degraded:", degraded)
 	// Output:
-	// paced at 195 calls/s
-	// lowered: true, shared rate about 98
+	// paced at 191 calls/s
+	// lowered: true, shared rate about 172
 	// degraded: false
 }

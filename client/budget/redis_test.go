@@ -253,8 +253,8 @@ func TestRedisLivePriority(t *testing.T) {
 func TestRedisSharedThrottle(t *testing.T) {
 	srv := redistest.Start(t)
 	rec := &recorder{}
-	a := startProc(t, srv, rec, 0, Config{}, 2)
-	b := startProc(t, srv, rec, 1, Config{}, 2)
+	a := startProc(t, srv, rec, 0, Config{RateDecrease: 0.5}, 2)
+	b := startProc(t, srv, rec, 1, Config{RateDecrease: 0.5}, 2)
 	time.Sleep(time.Second) // full-rate phase
 	r, lowered := a.b.Throttled(context.Background())
 	if !lowered || math.Abs(r-testPaced/2) > 1 {

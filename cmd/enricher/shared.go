@@ -110,15 +110,16 @@ type shared struct {
 
 // newShared connects to Redis (without waiting for it) and builds the
 // app's budget for role (cap: the replay's share, 0 for live) from the
-// client's settings, and the shared subscription cache. The caller closes
+// client's rate, with the budget's own headroom and slowdown (they differ
+// from one process's, see budget.DefaultSafety), and the shared
+// subscription cache. The caller closes
 // it after the processor has stopped.
 func newShared(rs redisSettings, tc client.Config, role budget.Role, capRate float64, id string, log *slog.Logger, prov *telemetry.Providers) (*shared, error) {
 	s := &shared{rdb: redis.NewClient(rs.Options)}
 	var err error
 	s.budget, err = budget.New(budget.Config{
 		Redis: s.rdb, Key: budgetKey(tc.SDKAppID), Role: role, Cap: capRate, ID: id,
-		Rate: tc.Rate, Safety: tc.RateSafety, MinRate: tc.MinRate,
-		RateDecrease: tc.RateDecrease, RateRecoverAfter: tc.RateRecoverAfter,
+		Rate: tc.Rate, MinRate: tc.MinRate, RateRecoverAfter: tc.RateRecoverAfter,
 		Logger: log, MeterProvider: prov.MeterProvider, TracerProvider: prov.TracerProvider,
 	})
 	if err != nil {
