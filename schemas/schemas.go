@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -125,46 +124,27 @@ type SelfInfo struct {
 	CustomString  *string `json:"custom_string,omitempty" api:"CustomString"`
 }
 
-// recordRest is Record without the event, for Encode.
-type recordRest struct {
-	SchemaVersion string     `json:"schema_version"`
-	Source        Source     `json:"source"`
-	Enrichment    Enrichment `json:"enrichment"`
-	ProcessedAt   time.Time  `json:"processed_at"`
-}
-
-// ErrEmptyEvent is returned by Encode for a record without an event.
-var ErrEmptyEvent = errors.New("schemas: record has no event")
-
 // Encode appends the JSON encoding of r to dst, with Event embedded byte for
 // byte (it must hold one JSON value; Encode does not re-validate it). Times
-// are written in UTC; a nil OfficialAccounts is written as [].
+// are written in UTC; a nil OfficialAccounts is written as []. It is
+// EncodeEnrichment and Enriched.AppendRecord in one call (r.SchemaVersion
+// is always RecordVersion).
 func (r *Record) Encode(dst []byte) ([]byte, error) {
-	if len(bytes.TrimSpace(r.Event)) == 0 {
+	if isBlank(r.Event) {
 		return dst, ErrEmptyEvent
 	}
-	rest := recordRest{
-		SchemaVersion: r.SchemaVersion,
-		Source:        r.Source,
-		Enrichment:    r.Enrichment,
-		ProcessedAt:   r.ProcessedAt.UTC(),
-	}
-	rest.Source.Timestamp = rest.Source.Timestamp.UTC()
-	if rest.Enrichment.FetchedAt != nil {
-		t := rest.Enrichment.FetchedAt.UTC()
-		rest.Enrichment.FetchedAt = &t
-	}
-	if rest.Enrichment.OfficialAccounts == nil {
-		rest.Enrichment.OfficialAccounts = []OfficialAccount{}
-	}
-	b, err := json.Marshal(rest)
+	e, err := EncodeEnrichment(r.Enrichment, nil)
 	if err != nil {
-		return dst, fmt.Errorf("schemas: encode record: %w", err)
+		return dst, err
 	}
-	dst = append(dst, `{"event":`...)
-	dst = append(dst, r.Event...)
-	dst = append(dst, ',')
-	return append(dst, b[1:]...), nil
+	p := RecordParts{
+		Event: r.Event, Topic: r.Source.Topic, Partition: r.Source.Partition, Offset: r.Source.Offset,
+		Timestamp: r.Source.Timestamp, NoKey: r.Source.Key == nil, Cache: r.Enrichment.Cache, ProcessedAt: r.ProcessedAt,
+	}
+	if r.Source.Key != nil {
+		p.Key = []byte(*r.Source.Key)
+	}
+	return e.AppendRecord(dst, &p)
 }
 
 // Validator validates documents against the embedded schemas. It is safe for
