@@ -62,8 +62,8 @@ func TestSplicedEqualsReflective(t *testing.T) {
 			{OfficialAccount: "@TOA#_self", SelfInfo: &SelfInfo{}}, {OfficialAccount: "@TOA#_" + s, Name: p(s), SelfInfo: &SelfInfo{CustomString: p(s)}}}
 		records = append(records,
 			Record{Event: []byte(`{"user_id":"u","s":` + string(mustJSON(t, s)) + `}`),
-				Source:     Source{Topic: "t-" + s, Partition: i, Offset: int64(i) << 40, Timestamp: at, Key: &key},
-				Enrichment: Enrichment{Status: StatusOK, OfficialAccounts: accounts, TotalCount: 4, Complete: true, FetchedAt: &at, Cache: CacheHit},
+				Source:      Source{Topic: "t-" + s, Partition: i, Offset: int64(i) << 40, Timestamp: at, Key: &key},
+				Enrichment:  Enrichment{Status: StatusOK, OfficialAccounts: accounts, TotalCount: 4, Complete: true, FetchedAt: &at, Cache: CacheHit},
 				ProcessedAt: at.Add(time.Duration(i) * time.Millisecond)},
 			Record{Event: []byte(` { "user_id" : "u" } `), Source: Source{Topic: "in", Timestamp: time.Unix(0, 0)},
 				Enrichment:  Enrichment{Status: StatusUnavailable, Cache: CacheMiss},
@@ -150,7 +150,7 @@ func FuzzRecordEncode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, topic, key, field string, n int64) {
 		at := time.Unix(n%(1<<35), n%1e9)
 		r := Record{Event: []byte(`{"a":1}`), Source: Source{Topic: topic, Key: &key, Offset: n, Timestamp: at},
-			Enrichment: Enrichment{Status: StatusOK, OfficialAccounts: []OfficialAccount{fullAccount(field, n)}, TotalCount: 1, FetchedAt: &at, Cache: CacheHit},
+			Enrichment:  Enrichment{Status: StatusOK, OfficialAccounts: []OfficialAccount{fullAccount(field, n)}, TotalCount: 1, FetchedAt: &at, Cache: CacheHit},
 			ProcessedAt: at}
 		got, err := r.Encode(nil)
 		if err != nil {
