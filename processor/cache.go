@@ -37,8 +37,12 @@ type SharedCache interface {
 
 // lookup is the enrichment of one user, as cached.
 type lookup struct {
-	status    schemas.Status
-	accounts  []schemas.OfficialAccount // shared by every record that reads it: never modified
+	status schemas.Status
+	// accounts are the answer of a fetch (or of the shared cache) until
+	// the enricher encodes them into enc; a cached lookup holds enc alone,
+	// shared by every record that reads it (never modified).
+	accounts  []schemas.OfficialAccount
+	enc       *schemas.Enriched
 	total     int
 	complete  bool
 	fetchedAt time.Time
@@ -84,6 +88,7 @@ type enricher struct {
 	shared SharedCache // nil: the local cache alone
 	flight singleflight.Group
 	fetch  lookupFunc
+	fields *schemas.Fields // the account fields encoded (nil: all)
 	now    func() time.Time
 	ttl    func(schemas.Status) time.Duration
 	stale  time.Duration // CacheStaleTTL
@@ -110,7 +115,7 @@ type enricher struct {
 func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher, error) {
 	ctx, cancel := context.WithCancel(base)
 	e := &enricher{
-		shared: cfg.SharedCache, fetch: fetch, now: cfg.Now, stale: cfg.CacheStaleTTL, log: cfg.Logger,
+		shared: cfg.SharedCache, fetch: fetch, fields: cfg.fields, now: cfg.Now, stale: cfg.CacheStaleTTL, log: cfg.Logger,
 		base: ctx, cancel: cancel, refreshes: make(chan struct{}, 1),
 		sharedLog: rate.NewLimiter(rate.Every(10*time.Second), 1),
 		ttl: func(s schemas.Status) time.Duration {
@@ -222,6 +227,12 @@ func (e *enricher) load(ctx context.Context, user string) (lookup, layer, error)
 		}
 		return lookup{}, 0, err
 	}
+	if v, err = encodeEnrichment(v, e.fields); err != nil {
+		if lease != nil {
+			e.sharedFailed(lease.Release(context.WithoutCancel(ctx)))
+		}
+		return lookup{}, 0, &enrichError{err: err}
+	}
 	v.expires = e.now().Add(e.ttl(v.status))
 	e.cache.Set(user, v)
 	if e.shared != nil {
@@ -277,6 +288,9 @@ func (e *enricher) loadShared(ctx context.Context, user string) (v lookup, l lay
 // again, which overwrites it).
 func (e *enricher) fromShared(user string, b []byte, ttlLeft time.Duration) (lookup, layer, bool) {
 	v, err := decodeLookup(b)
+	if err == nil {
+		v, err = encodeEnrichment(v, e.fields)
+	}
 	if err != nil {
 		e.sharedFailed(fmt.Errorf("user %q: %w", user, err))
 		return lookup{}, 0, false
@@ -353,10 +367,28 @@ func (e *enricher) hitRatio() float64 {
 	return float64(h) / float64(h+m)
 }
 
+// encodeEnrichment encodes v's accounts (with only fields) into v.enc and
+// drops the decoded accounts: the cache holds the encoding alone, whose
+// accounts are interned across users.
+func encodeEnrichment(v lookup, fields *schemas.Fields) (lookup, error) {
+	en := schemas.Enrichment{Status: v.status, OfficialAccounts: v.accounts, TotalCount: v.total, Complete: v.complete}
+	if !v.fetchedAt.IsZero() {
+		en.FetchedAt = &v.fetchedAt
+	}
+	enc, err := schemas.EncodeEnrichment(en, fields)
+	if err != nil {
+		return lookup{}, err
+	}
+	v.enc, v.accounts = enc, nil
+	return v, nil
+}
+
 // The shared cache's value of a lookup: a version byte, then the
 // zstd-compressed JSON of sharedLookup (accounts in the output schema's
 // field names, so an account field added to schemas.OfficialAccount is
-// carried without an edit here).
+// carried without an edit here, and a lookup's encoded accounts are the
+// value's accounts as they are). With Config.Fields the accounts carry
+// only those fields: the processes sharing a cache use the same fields.
 const lookupV1 = 1
 
 type sharedLookup struct {
@@ -378,8 +410,22 @@ const maxSharedLookup = 64 << 20
 // errLookup marks a shared value that is not a lookup.
 var errLookup = errors.New("not a cached lookup")
 
+// sharedLookupOut is sharedLookup as written, from encoded accounts.
+type sharedLookupOut struct {
+	Status    schemas.Status  `json:"s"`
+	Accounts  json.RawMessage `json:"a,omitempty"`
+	Total     int             `json:"t,omitempty"`
+	Complete  bool            `json:"c,omitempty"`
+	FetchedAt int64           `json:"f"`
+}
+
+// encodeLookup encodes an encoded lookup (v.enc set) for the shared cache.
 func encodeLookup(v lookup) ([]byte, error) {
-	j, err := json.Marshal(sharedLookup{Status: v.status, Accounts: v.accounts, Total: v.total, Complete: v.complete, FetchedAt: v.fetchedAt.UnixMilli()})
+	out := sharedLookupOut{Status: v.status, Total: v.total, Complete: v.complete, FetchedAt: v.fetchedAt.UnixMilli()}
+	if v.enc != nil && v.enc.Accounts() > 0 {
+		out.Accounts = v.enc.AppendAccounts(nil)
+	}
+	j, err := json.Marshal(out)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -165,6 +166,16 @@ type Config struct {
 	// it holds BatchSize records or is BatchTimeout old. Defaults 2ms, 500.
 	BatchTimeout time.Duration
 	BatchSize    int
+	// OutputCompression is the codec of the output and DLQ writer: none,
+	// gzip, snappy, lz4 or zstd (kafka-go's codecs). Default
+	// DefaultOutputCompression.
+	OutputCompression string
+	// Fields names the account fields an enriched record carries
+	// (schemas.FieldNames; official_account is always carried), for
+	// example official_account and subscribe_time. Empty (default): every
+	// field. The client should ask the API for no more than these: see
+	// FieldsFilter.
+	Fields []string
 	// FetchMaxWait bounds how long a fetch waits for new records. Default 250ms.
 	FetchMaxWait time.Duration
 	// AutoCreateTopics lets the writer create missing output topics. Default false.
@@ -201,6 +212,8 @@ type Config struct {
 	// Now is the clock for fetched_at and processed_at, and for
 	// UnavailableAfter and RecordRetryDeadline. Default time.Now.
 	Now func() time.Time
+
+	fields *schemas.Fields // Fields, parsed by withDefaults
 }
 
 // MinRecordBytes is the smallest MaxRecordBytes accepted: room for a
@@ -260,6 +273,12 @@ func (c Config) Validate() error {
 		if f.v < 0 {
 			bad(f.name, f.v, "must be at least 1")
 		}
+	}
+	if _, err := schemas.ParseFields(c.Fields); err != nil {
+		bad("Fields", strings.Join(c.Fields, ","), err.Error())
+	}
+	if _, ok := compressionCodecs[strings.ToLower(c.OutputCompression)]; !ok && c.OutputCompression != "" {
+		bad("OutputCompression", c.OutputCompression, "must be none, gzip, snappy, lz4 or zstd")
 	}
 	if c.MaxInFlight > 0 && c.MaxInFlightPerPartition > c.MaxInFlight {
 		errs = append(errs, &ConfigError{Field: "MaxInFlightPerPartition", Value: c.MaxInFlightPerPartition,
@@ -338,10 +357,33 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.OutputCompression = strings.ToLower(cmp.Or(c.OutputCompression, DefaultOutputCompression))
+	c.fields, _ = schemas.ParseFields(c.Fields) // Validate reports an error
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// DefaultOutputCompression is the output codec by default (see the
+// README's measurement of the codecs).
+const DefaultOutputCompression = "none"
+
+// compressionCodecs are the values of Config.OutputCompression.
+var compressionCodecs = map[string]kafka.Compression{
+	"none": 0, "gzip": kafka.Gzip, "snappy": kafka.Snappy, "lz4": kafka.Lz4, "zstd": kafka.Zstd,
+}
+
+// FieldsFilter returns the API's response filter lists (the client's
+// ResponseFilter: OfficialAccountBaseInfoFilter, SelfInfoFilter) that
+// fetch no more than Config.Fields names; nil, nil for every field, and
+// for names ParseFields rejects (Validate reports them).
+func FieldsFilter(fields []string) (baseInfo, selfInfo []string) {
+	f, err := schemas.ParseFields(fields)
+	if err != nil {
+		return nil, nil
+	}
+	return f.APIFilter()
 }
 
 func (c Config) startOffset() int64 {

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"strconv"
+	"sync"
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/trace"
@@ -41,46 +42,71 @@ type job struct {
 	attempts int
 }
 
-// outputMessage builds the enriched record of r.
+// schemaHeader is the HeaderSchema value of every output record, shared
+// (kafka-go only reads header values).
+var schemaHeader = []byte(schemas.RecordVersion)
+
+// valueBufs holds output record buffers: a record's value goes back when
+// the writer has acknowledged it (releaseValue), so the cached path writes
+// each record into memory that the previous ones used.
+var valueBufs sync.Pool
+
+// maxPooledValue bounds the buffers kept in valueBufs.
+const maxPooledValue = 256 << 10
+
+func valueBuf(n int) []byte {
+	if b, ok := valueBufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	} else if ok {
+		valueBufs.Put(b)
+	}
+	return make([]byte, 0, max(n, 4<<10))
+}
+
+// releaseValue returns an acknowledged output record's value to the pool.
+// The value must not be read afterwards.
+func releaseValue(v []byte) {
+	if cap(v) == 0 || cap(v) > maxPooledValue {
+		return
+	}
+	v = v[:0]
+	valueBufs.Put(&v)
+}
+
+// outputMessage builds the enriched record of r: the record around the
+// user's encoded enrichment (encoded when it was cached; a lookup with
+// status unavailable is encoded here), in a pooled buffer.
 func (p *Pipeline) outputMessage(r *record, l lookup, cache schemas.CacheResult) (kafka.Message, error) {
-	rec := schemas.Record{
-		SchemaVersion: schemas.RecordVersion,
-		Event:         r.msg.Value,
-		Source: schemas.Source{
-			Topic:     r.msg.Topic,
-			Partition: r.msg.Partition,
-			Offset:    r.msg.Offset,
-			Timestamp: r.msg.Time,
-		},
-		Enrichment: schemas.Enrichment{
-			Status:           l.status,
-			OfficialAccounts: l.accounts,
-			TotalCount:       l.total,
-			Complete:         l.complete,
-			Cache:            cache,
-		},
-		ProcessedAt: p.cfg.Now(),
+	enc := l.enc
+	if enc == nil {
+		var err error
+		if l, err = encodeEnrichment(l, p.cfg.fields); err != nil {
+			return kafka.Message{}, err
+		}
+		enc = l.enc
 	}
-	if len(r.msg.Key) > 0 {
-		k := string(r.msg.Key)
-		rec.Source.Key = &k
+	parts := schemas.RecordParts{
+		Event: r.msg.Value, Topic: r.msg.Topic, Partition: r.msg.Partition, Offset: r.msg.Offset, Timestamp: r.msg.Time,
+		Key: r.msg.Key, NoKey: len(r.msg.Key) == 0, Cache: cache, ProcessedAt: p.cfg.Now(),
 	}
-	if !l.fetchedAt.IsZero() {
-		rec.Enrichment.FetchedAt = &l.fetchedAt
-	}
-	value, err := rec.Encode(make([]byte, 0, 256+len(r.msg.Value)+200*len(l.accounts)))
+	buf := valueBuf(enc.Size() + len(r.msg.Value) + len(r.msg.Topic) + len(r.msg.Key) + 200)
+	value, err := enc.AppendRecord(buf, &parts)
 	if err != nil {
+		releaseValue(buf)
 		return kafka.Message{}, err
 	}
 	key := r.msg.Key
 	if len(key) == 0 {
 		key = []byte(r.userID)
 	}
-	headers := make([]kafka.Header, 0, len(r.msg.Headers)+3)
-	headers = append(headers, r.msg.Headers...)
-	c := HeaderCarrier(headers)
-	c.Set(HeaderSchema, schemas.RecordVersion)
-	return kafka.Message{Topic: p.cfg.OutputTopic, Key: key, Value: value, Headers: c}, nil
+	headers := make([]kafka.Header, 0, len(r.msg.Headers)+1)
+	for _, h := range r.msg.Headers {
+		if h.Key != HeaderSchema {
+			headers = append(headers, h)
+		}
+	}
+	headers = append(headers, kafka.Header{Key: HeaderSchema, Value: schemaHeader})
+	return kafka.Message{Topic: p.cfg.OutputTopic, Key: key, Value: value, Headers: headers}, nil
 }
 
 // dlqMessage builds the dead-letter record of r: original key, value and

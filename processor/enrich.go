@@ -28,8 +28,11 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 		return nil
 	}
 	ctx := p.prop.Extract(c.lookups, (*HeaderCarrier)(&r.msg.Headers))
-	ctx, span := p.tracer.Start(ctx, "process "+r.msg.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
+	ctx, span := p.tracer.Start(ctx, p.spanNames.get("process ", r.msg.Topic), trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		// Built only for a span that records: with tracing off or the
+		// record not sampled, a record costs no attribute.
+		span.SetAttributes(
 			semconv.MessagingSystemKafka,
 			semconv.MessagingOperationTypeProcess,
 			semconv.MessagingOperationName("process"),
@@ -38,9 +41,10 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 			semconv.MessagingKafkaOffset(int(r.msg.Offset)),
 			semconv.MessagingConsumerGroupName(p.cfg.Group),
 			semconv.MessagingMessageBodySize(len(r.msg.Value)),
-		))
-	if len(r.msg.Key) > 0 {
-		span.SetAttributes(semconv.MessagingKafkaMessageKey(string(r.msg.Key)))
+		)
+		if len(r.msg.Key) > 0 {
+			span.SetAttributes(semconv.MessagingKafkaMessageKey(string(r.msg.Key)))
+		}
 	}
 	j := &job{r: r, ctx: ctx, span: span, attempts: 1}
 	if r.decodeErr != nil {
@@ -113,7 +117,9 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 				p.apiAnswered() // the API answered: it is up
 			}
 			p.met.cache(ctx, from)
-			span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(from.result())), attrCacheLayer.String(from.String()))
+			if span.IsRecording() {
+				span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(from.result())), attrCacheLayer.String(from.String()))
+			}
 			return l, from.result(), attempt, nil
 		}
 		var ue *unavailableError

@@ -41,7 +41,7 @@ func TestEnricherCoalesces(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			l, c, err := e.get(context.Background(), "u1")
-			if err != nil || l.status != schemas.StatusOK || len(l.accounts) != 2 {
+			if err != nil || l.status != schemas.StatusOK || l.enc.Accounts() != 2 {
 				t.Errorf("get = %+v, %v", l, err)
 			}
 			results <- c

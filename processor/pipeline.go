@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -30,8 +31,13 @@ type Pipeline struct {
 	met    *metrics
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
-	pause  *pauseGate
-	global chan struct{} // global in-flight slots
+	// spanNames holds the span names per topic ("process "+topic).
+	spanNames spanNames
+	// recycle: out is a kafka-go Writer, which keeps no reference to a
+	// message it acknowledged, so output values go back to valueBufs.
+	recycle bool
+	pause   *pauseGate
+	global  chan struct{} // global in-flight slots
 
 	base    context.Context // parent of all record work; canceled by abort
 	abort   context.CancelFunc
@@ -81,6 +87,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		failed: make(chan struct{}),
 		claims: map[*Claim]struct{}{},
 	}
+	_, p.recycle = out.(*kafka.Writer)
 	if len(p.prop.Fields()) == 0 { // the global default propagates nothing
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}

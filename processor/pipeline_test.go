@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -345,14 +346,37 @@ func TestTraceContinuity(t *testing.T) {
 	}
 }
 
+// BenchmarkEncodeOutput builds one output record from a cached lookup
+// (encoded when it was cached) and releases its value, as a published
+// record's is: the cache-hit path's cost per record.
 func BenchmarkEncodeOutput(b *testing.B) {
-	p, _ := newTestPipeline(b, testConfig(), okLookup(5))
-	r := p.newRecord(kafka.Message{Topic: "in", Offset: 1, Key: []byte("k"), Value: event("u1", 1), Time: time.Now()})
-	l, _ := okLookup(5)(context.Background(), "u1")
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.outputMessage(r, l, schemas.CacheHit); err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range []int{5, 39} {
+		b.Run(fmt.Sprintf("accounts=%d", n), func(b *testing.B) {
+			p, _ := newTestPipeline(b, testConfig(), okLookup(n))
+			r := p.newRecord(kafka.Message{Topic: "in", Offset: 1, Key: []byte("k"), Value: event("u1", 1), Time: time.Now(),
+				Headers: []kafka.Header{{Key: "traceparent", Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")}}})
+			l, _ := okLookup(n)(context.Background(), "u1")
+			for i := range l.accounts {
+				l.accounts[i].Name, l.accounts[i].Introduction = ptr("Account name"), ptr(strings.Repeat("An introduction. ", 10))
+				l.accounts[i].SelfInfo = &schemas.SelfInfo{SubscribeTime: ptr(int64(1700000000 + i))}
+			}
+			l, err := encodeEnrichment(l, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			var size int
+			for b.Loop() {
+				m, err := p.outputMessage(r, l, schemas.CacheHit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				size = len(m.Value)
+				releaseValue(m.Value)
+			}
+			b.SetBytes(int64(size))
+		})
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -18,18 +18,21 @@ import (
 // finish decides what a failed write means for the record.
 
 // startSend starts msg's producer span and injects its trace context into
-// a copy of msg's headers.
+// msg's headers (a new slice: HeaderCarrier.Set never writes into the
+// one it is given, so msg's own headers stay as they are). The span's
+// attributes are built only when it records.
 func (p *Pipeline) startSend(ctx context.Context, msg kafka.Message) (kafka.Message, trace.Span) {
-	pctx, pspan := p.tracer.Start(ctx, "send "+msg.Topic, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	pctx, pspan := p.tracer.Start(ctx, p.spanNames.get("send ", msg.Topic), trace.WithSpanKind(trace.SpanKindProducer))
+	if pspan.IsRecording() {
+		pspan.SetAttributes(
 			semconv.MessagingSystemKafka,
 			semconv.MessagingOperationTypeSend,
 			semconv.MessagingOperationName("send"),
 			semconv.MessagingDestinationName(msg.Topic),
 			semconv.MessagingKafkaMessageKey(string(msg.Key)),
 			semconv.MessagingMessageBodySize(len(msg.Value)),
-		))
-	msg.Headers = append([]kafka.Header(nil), msg.Headers...)
+		)
+	}
 	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
 	return msg, pspan
 }
@@ -83,6 +86,7 @@ func newWriter(cfg Config) *kafka.Writer {
 		BatchTimeout:           cfg.BatchTimeout,
 		BatchBytes:             int64(cfg.MaxRecordBytes),
 		AllowAutoTopicCreation: cfg.AutoCreateTopics,
+		Compression:            compressionCodecs[cfg.OutputCompression],
 	}
 	if cfg.Transport != nil {
 		w.Transport = cfg.Transport
@@ -259,6 +263,11 @@ func (p *Pipeline) finish(j *job, err error) bool {
 		p.met.recordDLQ(ctx, class, r.msg.Time, r.fetched, now)
 	} else {
 		p.met.recordOut(ctx, j.status, r.msg.Time, r.fetched, now)
+		if p.recycle {
+			// Acknowledged: kafka-go's Writer holds no reference to it.
+			releaseValue(msg.Value)
+			j.msg.Value = nil
+		}
 	}
 	return true
 }
