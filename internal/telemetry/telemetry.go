@@ -7,9 +7,16 @@
 // endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), in which case OTLP is used with the
 // protocol from OTEL_EXPORTER_OTLP_PROTOCOL (http/protobuf by default, or
-// grpc). Spans are still created without export, so trace context keeps
-// flowing through Kafka headers. Sampling follows OTEL_TRACES_SAMPLER;
-// the resource follows OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+// grpc). Sampling follows OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+// (parentbased_always_on by default): an unsampled span records nothing,
+// so tracing costs in proportion to the sampled ratio. The resource
+// follows OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+//
+// Without export no span is recorded: the tracer provider only carries
+// trace context, so that it keeps flowing through Kafka headers. A span
+// with a parent is the parent's context, passed on unchanged (the next
+// hop's spans join the parent's, which was exported); a root span gets new
+// IDs, sampled as OTEL_TRACES_SAMPLER says.
 package telemetry
 
 import (
@@ -30,6 +37,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures the providers.
@@ -44,8 +52,10 @@ type Config struct {
 // Providers holds the tracer and meter providers and the Prometheus
 // registry behind MetricsHandler. Shutdown flushes and stops them.
 type Providers struct {
-	// TracerProvider creates spans; export as described in the package doc.
-	TracerProvider *sdktrace.TracerProvider
+	// TracerProvider creates spans; export as described in the package
+	// doc (an SDK provider with an exporter, else one that only
+	// propagates).
+	TracerProvider trace.TracerProvider
 	// MeterProvider's instruments appear on MetricsHandler.
 	MeterProvider *sdkmetric.MeterProvider
 	// Propagator is W3C trace context plus baggage.
@@ -54,6 +64,7 @@ type Providers struct {
 	TracesExporter string
 
 	registry *prometheus.Registry
+	sdk      *sdktrace.TracerProvider // nil without export
 }
 
 // New builds the providers from cfg and the OTEL_* environment. It fails
@@ -80,8 +91,17 @@ func New(ctx context.Context, cfg Config) (*Providers, error) {
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExp))
 
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	exporter := "none"
+	prov := &Providers{
+		MeterProvider:  mp,
+		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		TracesExporter: "none",
+		registry:       reg,
+	}
+	sampler, err := samplerFromEnv()
+	if err != nil {
+		_ = mp.Shutdown(ctx)
+		return nil, err
+	}
 	if tracesRequested() {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
@@ -89,20 +109,18 @@ func New(ctx context.Context, cfg Config) (*Providers, error) {
 			return nil, fmt.Errorf("telemetry: trace exporter from OTEL_* environment: %w", err)
 		}
 		if !autoexport.IsNoneSpanExporter(exp) {
-			tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
-			exporter = os.Getenv("OTEL_TRACES_EXPORTER")
-			if exporter == "" {
-				exporter = "otlp"
+			prov.sdk = sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp), sdktrace.WithSampler(sampler))
+			prov.TracerProvider = prov.sdk
+			prov.TracesExporter = os.Getenv("OTEL_TRACES_EXPORTER")
+			if prov.TracesExporter == "" {
+				prov.TracesExporter = "otlp"
 			}
 		}
 	}
-	return &Providers{
-		TracerProvider: sdktrace.NewTracerProvider(tpOpts...),
-		MeterProvider:  mp,
-		Propagator:     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		TracesExporter: exporter,
-		registry:       reg,
-	}, nil
+	if prov.sdk == nil {
+		prov.TracerProvider = newPropagator(sampler)
+	}
+	return prov, nil
 }
 
 // tracesRequested reports whether the environment asks for trace export.
@@ -130,5 +148,9 @@ func (p *Providers) MetricsHandler() http.Handler {
 
 // Shutdown flushes pending spans and stops the providers.
 func (p *Providers) Shutdown(ctx context.Context) error {
-	return errors.Join(p.TracerProvider.Shutdown(ctx), p.MeterProvider.Shutdown(ctx))
+	var err error
+	if p.sdk != nil {
+		err = p.sdk.Shutdown(ctx)
+	}
+	return errors.Join(err, p.MeterProvider.Shutdown(ctx))
 }
