@@ -138,6 +138,10 @@ func pipelineFlags() []cli.Flag {
 			Usage: "period of consumer-group heartbeats; well under --session-timeout (a third or less)"},
 		&cli.DurationFlag{Name: "rebalance-timeout", Category: catPipeline, Value: processor.DefaultRebalanceTimeout, Sources: env("ENRICHER_REBALANCE_TIMEOUT"),
 			Usage: "how long the group waits for members to rejoin in a rebalance; longer than --drain-timeout"},
+		&cli.StringSliceFlag{Name: "fields", Category: catPipeline, Sources: env("ENRICHER_FIELDS"),
+			Usage: "account `FIELD`s the output carries, comma-separated (e.g. official_account,subscribe_time), also asked of the API; default all"},
+		&cli.StringFlag{Name: "output-compression", Category: catPipeline, Value: processor.DefaultOutputCompression, Sources: env("ENRICHER_OUTPUT_COMPRESSION"),
+			Usage: "`CODEC` of the output and DLQ records: none, gzip, snappy, lz4 or zstd"},
 		&cli.DurationFlag{Name: "shutdown-timeout", Category: catPipeline, Value: processor.DefaultShutdownTimeout, Sources: env("ENRICHER_SHUTDOWN_TIMEOUT"),
 			Usage: "how long in-flight events may finish on SIGINT/SIGTERM before the process stops (unfinished ones are redelivered)"},
 	}
@@ -320,6 +324,8 @@ func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 		SessionTimeout:      cmd.Duration("session-timeout"),
 		HeartbeatInterval:   cmd.Duration("heartbeat-interval"),
 		RebalanceTimeout:    cmd.Duration("rebalance-timeout"),
+		Fields:              cmd.StringSlice("fields"),
+		OutputCompression:   strings.TrimSpace(cmd.String("output-compression")),
 		// The per-partition default may exceed a small --max-in-flight;
 		// only an explicit setting above it is an error.
 		MaxInFlightPerPartition: min(cmd.Int("max-in-flight-per-partition"), cmd.Int("max-in-flight")),
@@ -396,7 +402,7 @@ var configFlags = map[string]string{
 	"processor.ShutdownTimeout": "shutdown-timeout", "processor.UnavailableAfter": "unavailable-after",
 	"processor.RecordRetryDeadline": "record-retry-deadline", "processor.MaxRecordBytes": "max-record-bytes",
 	"processor.SessionTimeout": "session-timeout", "processor.HeartbeatInterval": "heartbeat-interval",
-	"processor.RebalanceTimeout": "rebalance-timeout",
+	"processor.RebalanceTimeout": "rebalance-timeout", "processor.Fields": "fields", "processor.OutputCompression": "output-compression",
 	"processor.From":             "from", "processor.To": "to", "processor.Offsets": "offsets",
 
 	"client.BaseURL": "im-base-url", "client.Region": "im-region", "client.SDKAppID": "im-sdkappid",

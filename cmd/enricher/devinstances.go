@@ -50,6 +50,7 @@ func newDevInstance(cmd *cli.Command, s devSettings, i int, k kafkaSettings, rs 
 		log = log.With(slog.Int("instance", i))
 	}
 	tc := devClientConfig(simURL, s.APIRate)
+	tc.Filter = responseFilter(s.Pipeline.Fields)
 	pc := s.Pipeline
 	inst := &devInstance{}
 	if rs != nil {

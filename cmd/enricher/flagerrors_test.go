@@ -56,6 +56,9 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "brokers", args: []string{"run", "--brokers", "nohost"}, want: "--brokers (ENRICHER_BROKERS)"},
 		{name: "http addr", args: []string{"run", "--http-addr", "9464"}, want: "--http-addr (ENRICHER_HTTP_ADDR)"},
 		{name: "log level", args: []string{"run", "--log-level", "loud"}, want: "--log-level (ENRICHER_LOG_LEVEL)"},
+		{name: "fields", args: []string{"run", "--fields", "official_account,colour"}, want: `--fields (ENRICHER_FIELDS) unknown account field "colour"`},
+		{name: "output compression", env: map[string]string{"ENRICHER_OUTPUT_COMPRESSION": "brotli"}, args: []string{"run"}, want: "--output-compression (ENRICHER_OUTPUT_COMPRESSION) must be none, gzip, snappy, lz4 or zstd"},
+		{name: "pprof addr", args: []string{"run", "--pprof", "6060"}, want: "--pprof (ENRICHER_PPROF) must be [HOST]:PORT"},
 		{name: "sasl mechanism", args: []string{"run", "--kafka-sasl-mechanism", "GSSAPI"}, want: "--kafka-sasl-mechanism (ENRICHER_KAFKA_SASL_MECHANISM)"},
 
 		{name: "replay api rate 1", env: map[string]string{"ENRICHER_REPLAY_API_RATE": "0"}, args: []string{"replay"}, want: "--api-rate (ENRICHER_REPLAY_API_RATE) must be above 0"},

@@ -153,6 +153,7 @@ func parseReplay(cmd *cli.Command) (replaySettings, error) {
 		}
 		s.Cap, s.Tencent.Rate = s.Tencent.Rate, rate
 	}
+	s.Tencent.Filter = responseFilter(s.Pipeline.Fields)
 	if s.Pipeline.Group == autoGroup {
 		s.Pipeline.Group = processor.ReplayGroup(s.Pipeline.InputTopic, s.Pipeline.OutputTopic, s.Range)
 	}

@@ -21,6 +21,8 @@ type runSettings struct {
 	Tencent  client.Config
 	Redis    redisSettings
 	Ops      opsSettings
+	// PprofAddr serves net/http/pprof (--pprof); empty: off.
+	PprofAddr string
 }
 
 func runCommand() *cli.Command {
@@ -30,6 +32,7 @@ func runCommand() *cli.Command {
 	flags = append(flags, tencentFlags()...)
 	flags = append(flags, redisFlags()...)
 	flags = append(flags, opsFlags(defaultHTTPAddr)...)
+	flags = append(flags, pprofFlag())
 	return &cli.Command{
 		Name:  "run",
 		Usage: "run the processor against the configured Kafka cluster and Tencent Cloud Chat endpoint",
@@ -66,7 +69,21 @@ func parseRun(cmd *cli.Command) (runSettings, error) {
 	if s.Redis, err = parseRedis(cmd); err != nil {
 		return s, err
 	}
+	s.Tencent.Filter = responseFilter(s.Pipeline.Fields)
+	if s.PprofAddr, err = parsePprof(cmd); err != nil {
+		return s, err
+	}
 	return s, nil
+}
+
+// responseFilter asks the API for no more than the account fields the
+// output carries (--fields); nil for all fields.
+func responseFilter(fields []string) *client.ResponseFilter {
+	base, self := processor.FieldsFilter(fields)
+	if base == nil && self == nil {
+		return nil
+	}
+	return &client.ResponseFilter{OfficialAccountBaseInfoFilter: base, SelfInfoFilter: self}
 }
 
 func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
@@ -111,6 +128,13 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if ops != nil {
 		g.Go(func() error { return ops.Run(gctx) })
+	}
+	if s.PprofAddr != "" {
+		stop, err := servePprof(gctx, s.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	g.Go(func() error {
 		err := proc.Run(gctx)
