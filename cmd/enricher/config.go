@@ -402,8 +402,9 @@ var configFlags = map[string]string{
 	"processor.ShutdownTimeout": "shutdown-timeout", "processor.UnavailableAfter": "unavailable-after",
 	"processor.RecordRetryDeadline": "record-retry-deadline", "processor.MaxRecordBytes": "max-record-bytes",
 	"processor.SessionTimeout": "session-timeout", "processor.HeartbeatInterval": "heartbeat-interval",
-	"processor.RebalanceTimeout": "rebalance-timeout", "processor.Fields": "fields", "processor.OutputCompression": "output-compression",
+	"processor.RebalanceTimeout": "rebalance-timeout",
 	"processor.From":             "from", "processor.To": "to", "processor.Offsets": "offsets",
+	"processor.Fields": "fields", "processor.OutputCompression": "output-compression",
 
 	"client.BaseURL": "im-base-url", "client.Region": "im-region", "client.SDKAppID": "im-sdkappid",
 	"client.Admin": "im-admin", "client.Rate": "api-rate",
