@@ -32,6 +32,7 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Minute, Usage: "give up on a scenario after this long"},
 			&cli.DurationFlag{Name: "session-timeout", Usage: "the processors' group session timeout (default: the processor's)"},
 			&cli.DurationFlag{Name: "commit-interval", Usage: "how often the processors commit (default: the processor's)"},
+			&cli.StringFlag{Name: "output-compression", Usage: "`CODEC` of the processors' and copies' output: none, gzip, snappy, lz4 or zstd (default: the processor's)"},
 			&cli.StringFlag{Name: "json", Usage: "also write the report as JSON to `FILE`"},
 			&cli.StringFlag{Name: "profile", Usage: "write CPU and heap profiles of each scenario's workload into `DIR`"},
 			&cli.BoolFlag{Name: "child", Hidden: true, Usage: "run one scenario's workload as told on standard input"},
@@ -67,6 +68,7 @@ func runBench(ctx context.Context, cmd *cli.Command) error {
 		Timeout:        cmd.Duration("timeout"),
 		SessionTimeout: cmd.Duration("session-timeout"),
 		CommitInterval: cmd.Duration("commit-interval"),
+		Compression:    cmd.String("output-compression"),
 		ProfileDir:     cmd.String("profile"),
 		Child: func(ctx context.Context) *exec.Cmd {
 			return exec.CommandContext(ctx, self, "bench", "--child")

@@ -36,6 +36,8 @@ type job struct {
 	// processor's defaults.
 	SessionTimeout time.Duration `json:"session_timeout,omitempty"`
 	CommitInterval time.Duration `json:"commit_interval,omitempty"`
+	// Compression, when set, is the output codec (Config.Compression).
+	Compression string `json:"compression,omitempty"`
 }
 
 // childMessage is one JSON line a child writes on its standard output.

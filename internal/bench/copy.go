@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -40,12 +43,38 @@ type copyStats struct {
 	Produced int64 `json:"produced"`
 }
 
+// codec is the kafka-go codec named (processor.Config.OutputCompression;
+// "" is the processor's default).
+func codec(name string) (kafka.Compression, error) {
+	switch strings.ToLower(cmp.Or(name, processor.DefaultOutputCompression)) {
+	case "none":
+		return 0, nil
+	case "gzip":
+		return kafka.Gzip, nil
+	case "snappy":
+		return kafka.Snappy, nil
+	case "lz4":
+		return kafka.Lz4, nil
+	case "zstd":
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("bench: compression %q: want none, gzip, snappy, lz4 or zstd", name)
+}
+
 // runCopy consumes j.Input in consumer group j.Group and produces every
-// record unchanged (key, value, headers) to j.Output with an asynchronous
-// writer, committing each input record once its copy is acknowledged, with
-// at most copyMaxInFlight records unacknowledged. It runs until ctx is
-// canceled.
+// record (key, value, headers) to j.Output with an asynchronous writer,
+// committing each input record once its copy is acknowledged, with at
+// most copyMaxInFlight records unacknowledged. It runs until ctx is
+// canceled. With j.Scenario.PadBytes the copy's value is the input's
+// followed by that many spaces (still one JSON value), written into
+// buffers reused once acknowledged; else the value is copied unchanged.
 func runCopy(ctx context.Context, j job) (any, error) {
+	compression, err := codec(j.Compression)
+	if err != nil {
+		return nil, err
+	}
+	pad := bytes.Repeat([]byte{' '}, j.Scenario.PadBytes)
+	var bufs sync.Pool
 	rc := copyReader
 	rc.Brokers, rc.Topic, rc.GroupID, rc.StartOffset = j.Brokers, j.Input, j.Group, kafka.FirstOffset
 	r := kafka.NewReader(rc)
@@ -69,6 +98,7 @@ func runCopy(ctx context.Context, j job) (any, error) {
 		RequiredAcks: copyWriter.RequiredAcks,
 		BatchSize:    copyWriter.BatchSize,
 		BatchTimeout: copyWriter.BatchTimeout,
+		Compression:  compression,
 		Async:        true,
 		Completion: func(out []kafka.Message, err error) {
 			if err != nil {
@@ -80,6 +110,10 @@ func runCopy(ctx context.Context, j job) (any, error) {
 			in := make([]kafka.Message, len(out))
 			for i, m := range out {
 				in[i] = m.WriterData.(kafka.Message)
+				if len(pad) > 0 {
+					b := m.Value[:0]
+					bufs.Put(&b)
+				}
 			}
 			if err := r.CommitMessages(context.WithoutCancel(ctx), in...); err != nil {
 				fail(fmt.Errorf("bench copy: commit: %w", err))
@@ -100,14 +134,22 @@ func runCopy(ctx context.Context, j job) (any, error) {
 		stats.Consumed++
 		// Only the offset is needed to commit; drop the payload reference.
 		ref := kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-		if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers, WriterData: ref}); err != nil {
+		value := m.Value
+		if len(pad) > 0 {
+			var b []byte
+			if p, ok := bufs.Get().(*[]byte); ok {
+				b = *p
+			}
+			value = append(append(b, m.Value...), pad...)
+		}
+		if err := w.WriteMessages(ctx, kafka.Message{Key: m.Key, Value: value, Headers: m.Headers, WriterData: ref}); err != nil {
 			if ctx.Err() == nil {
 				fail(fmt.Errorf("bench copy: produce: %w", err))
 			}
 			break
 		}
 	}
-	err := errors.Join(w.Close(), r.Close())
+	err = errors.Join(w.Close(), r.Close())
 	stats.Produced = produced.Load()
 	errOnce.Do(func() {}) // no more failures after this point
 	if firstErr != nil {

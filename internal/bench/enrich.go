@@ -28,7 +28,8 @@ func runProcessor(ctx context.Context, j job) (any, error) {
 	p, err := processor.New(processor.Config{
 		Brokers: j.Brokers, InputTopic: j.Input, OutputTopic: j.Output, DLQTopic: j.DLQ, Group: j.Group,
 		SessionTimeout: j.SessionTimeout, CommitInterval: j.CommitInterval,
-		Logger: log,
+		OutputCompression: j.Compression,
+		Logger:            log,
 	}, c)
 	if err != nil {
 		return nil, fmt.Errorf("bench processor: %w", err)

@@ -54,6 +54,10 @@ type Config struct {
 	// time a kill redelivers, at most. Default the processor's
 	// (processor.DefaultCommitInterval).
 	CommitInterval time.Duration
+	// Compression is the output codec of the processors and the copies
+	// (none, gzip, snappy, lz4, zstd). Default the processor's
+	// (processor.DefaultOutputCompression).
+	Compression string
 	// Child returns the command of a child process that calls ServeChild
 	// with its standard input and output. Required; the Runner sets Stdin,
 	// Stdout and Stderr.
@@ -114,6 +118,9 @@ func (c Config) Validate() error {
 	case c.CommitInterval < 0:
 		return fmt.Errorf("bench: CommitInterval %v must be positive", c.CommitInterval)
 	}
+	if _, err := codec(c.Compression); err != nil {
+		return err
+	}
 	_, err := Select(Scenarios(c.Scale, c.Partitions), c.Scenarios)
 	return err
 }
@@ -148,12 +155,22 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 			Scale: r.cfg.Scale, Partitions: r.cfg.Partitions, Rate: r.cfg.Rate,
 			LatencyMS: ms(r.cfg.Latency), JitterMS: ms(r.cfg.Jitter),
 			SessionTimeoutMS: ms(r.cfg.SessionTimeout), CommitIntervalMS: ms(r.cfg.CommitInterval),
+			Compression: r.cfg.Compression,
 		},
 		Started: time.Now().UTC(),
 	}
 	for _, s := range r.scenarios {
-		fmt.Fprintf(r.cfg.Progress, "%s: %d events, %s, %d partition(s)\n", s.Name, s.Events, usersLabel(s), s.Partitions)
-		res := r.runScenario(ctx, s)
+		var res Result
+		if s.Sized() {
+			var err error
+			if s.PadBytes, err = padFor(rep.Results, s.SizedLike); err != nil {
+				res = Result{Scenario: s, Error: err.Error()}
+			}
+		}
+		fmt.Fprintf(r.cfg.Progress, "%s: %d events, %s, %d partition(s)%s\n", s.Name, s.Events, usersLabel(s), s.Partitions, padLabel(s))
+		if res.Error == "" {
+			res = r.runScenario(ctx, s)
+		}
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
@@ -168,6 +185,36 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.finish()
 	return rep, nil
+}
+
+// padFor is how many bytes a copy must add to each record to write as many
+// bytes per record as the scenario named like did: the difference between
+// its output and the raw ceiling's, per record, in the same run.
+func padFor(results []Result, like string) (int, error) {
+	var sized, raw *Result
+	for i, r := range results {
+		switch {
+		case r.Scenario.Name == like:
+			sized = &results[i]
+		case r.Scenario.Workload == WorkloadCopy && !r.Scenario.Sized() && raw == nil:
+			raw = &results[i]
+		}
+	}
+	per := func(r *Result) float64 { return float64(r.OutputBytes) / float64(max(r.Output+r.DLQ, 1)) }
+	switch {
+	case sized == nil || sized.Error != "" || sized.Output == 0:
+		return 0, fmt.Errorf("bench: no result of %s to size the copy like", like)
+	case raw == nil || raw.Error != "" || raw.Output == 0:
+		return 0, errors.New("bench: no result of the ceiling to size the copy from")
+	}
+	return max(int(per(sized)-per(raw)+0.5), 0), nil
+}
+
+func padLabel(s Scenario) string {
+	if s.PadBytes == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", values padded by %d bytes (%s's size)", s.PadBytes, s.SizedLike)
 }
 
 // runScenario runs one scenario end to end and measures it.
@@ -194,6 +241,7 @@ func (r *Runner) measure(ctx context.Context, s Scenario, res *Result) error {
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
 		Rate: float64(r.cfg.Rate), ProfileDir: r.cfg.ProfileDir,
 		SessionTimeout: r.cfg.SessionTimeout, CommitInterval: r.cfg.CommitInterval,
+		Compression: r.cfg.Compression,
 	}
 	var api *simAPI
 	if s.Workload == WorkloadProcessor {

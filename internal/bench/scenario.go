@@ -55,7 +55,17 @@ type Scenario struct {
 	BrokerDown time.Duration `json:"broker_down,omitempty"`
 	// Instances is how many processors DisruptScaleOut starts in the group.
 	Instances int `json:"instances,omitempty"`
+	// SizedLike names the scenario whose output a copy scenario matches in
+	// size: the Runner sets PadBytes from that scenario's result in the
+	// same run, so that the copy writes as many bytes per record.
+	SizedLike string `json:"sized_like,omitempty"`
+	// PadBytes is how many bytes the copy appends to every record's value
+	// (JSON whitespace, after the event).
+	PadBytes int `json:"pad_bytes,omitempty"`
 }
+
+// Sized reports whether s is a copy padded to another scenario's size.
+func (s Scenario) Sized() bool { return s.SizedLike != "" }
 
 // Distinct reports whether every event has a distinct user.
 func (s Scenario) Distinct() bool { return s.Users == 0 }
@@ -112,6 +122,8 @@ func Scenarios(scale float64, partitions int) []Scenario {
 	cold := Scenario{Name: "cold", Workload: WorkloadProcessor, Events: n(coldEvents), Partitions: partitions, Seed: 2}
 	ceiling := warm
 	ceiling.Name, ceiling.Workload = "ceiling", WorkloadCopy
+	sized := ceiling
+	sized.Name, sized.SizedLike = "ceiling-sized", "warm"
 	warm1, cold1 := warm, cold
 	warm1.Name, warm1.Partitions = "warm-1p", 1
 	cold1.Name, cold1.Partitions = "cold-1p", 1
@@ -123,6 +135,7 @@ func Scenarios(scale float64, partitions int) []Scenario {
 	return []Scenario{
 		ceiling,
 		warm,
+		sized,
 		cold,
 		{Name: "skewed", Workload: WorkloadProcessor, Events: n(skewedEvents), Users: n(skewedUsers), ZipfS: zipfS, Partitions: partitions, Seed: 3},
 		warm1,
@@ -135,7 +148,7 @@ func Scenarios(scale float64, partitions int) []Scenario {
 
 // groups are names that select several scenarios at once.
 var groups = map[string][]string{
-	"all":           {"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out"},
+	"all":           {"ceiling", "warm", "ceiling-sized", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out"},
 	"one-partition": {"warm-1p", "cold-1p"},
 	"redelivery":    {"kill-restart", "broker-restart", "scale-out"},
 }
@@ -143,10 +156,11 @@ var groups = map[string][]string{
 // Select returns the scenarios named (or grouped: "all", "one-partition",
 // "redelivery") in names, in the order of all. When any undisturbed
 // processor scenario is selected, the ceiling runs first and again last (as
-// "ceiling-end"): ratios are taken against the faster of the two, and their
-// difference shows how much the machine drifted during the run. The
-// disrupted scenarios measure redelivery, not throughput: they need no
-// ceiling.
+// "ceiling-end"): their difference shows how much the machine drifted
+// during the run. When warm is selected, ceiling-sized (the ceiling padded
+// to warm's output size) runs right after it: ratios are taken against it,
+// bytes for bytes. The disrupted scenarios measure redelivery, not
+// throughput: they need no ceiling.
 func Select(all []Scenario, names []string) ([]Scenario, error) {
 	want := map[string]bool{}
 	for _, name := range names {
@@ -166,9 +180,19 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 	var ceiling *Scenario
 	processors := false
 	for _, s := range all {
-		if s.Workload == WorkloadCopy {
+		switch {
+		case s.Sized():
+			if !want[s.SizedLike] && !want[s.Name] {
+				continue
+			}
+			if !want[s.SizedLike] {
+				return nil, fmt.Errorf("bench: scenario %q needs %q in the same run", s.Name, s.SizedLike)
+			}
+			out = append(out, s)
+			continue
+		case s.Workload == WorkloadCopy:
 			ceiling = &s
-		} else if s.Disruption == "" {
+		case s.Disruption == "":
 			processors = processors || want[s.Name]
 		}
 		if want[s.Name] || (s.Workload == WorkloadCopy && processors) {
@@ -176,7 +200,7 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 		}
 	}
 	if processors && ceiling != nil {
-		if !slices.ContainsFunc(out, func(s Scenario) bool { return s.Workload == WorkloadCopy }) {
+		if !slices.ContainsFunc(out, func(s Scenario) bool { return s.Workload == WorkloadCopy && !s.Sized() }) {
 			out = append([]Scenario{*ceiling}, out...)
 		}
 		end := *ceiling

@@ -16,11 +16,13 @@ func TestSelect(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{names: []string{"all"}, want: []string{"ceiling", "warm", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out", "ceiling-end"}},
+		{names: []string{"all"}, want: []string{"ceiling", "warm", "ceiling-sized", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out", "ceiling-end"}},
 		{names: []string{"redelivery"}, want: []string{"kill-restart", "broker-restart", "scale-out"}},
 		{names: []string{"scale-out", "cold"}, want: []string{"ceiling", "cold", "scale-out", "ceiling-end"}},
 		{names: []string{"cold"}, want: []string{"ceiling", "cold", "ceiling-end"}},
-		{names: []string{"one-partition", "warm"}, want: []string{"ceiling", "warm", "warm-1p", "cold-1p", "ceiling-end"}},
+		{names: []string{"one-partition", "warm"}, want: []string{"ceiling", "warm", "ceiling-sized", "warm-1p", "cold-1p", "ceiling-end"}},
+		{names: []string{"warm", "ceiling-sized"}, want: []string{"ceiling", "warm", "ceiling-sized", "ceiling-end"}},
+		{names: []string{"ceiling-sized"}, wantErr: true}, // nothing to be sized like
 		{names: []string{"ceiling"}, want: []string{"ceiling"}},
 		{names: []string{" skewed "}, want: []string{"ceiling", "skewed", "ceiling-end"}},
 		{names: []string{"hot"}, wantErr: true},
