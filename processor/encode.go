@@ -2,8 +2,8 @@ package processor
 
 import (
 	"context"
+	"math/bits"
 	"strconv"
-	"sync"
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/trace"
@@ -46,31 +46,59 @@ type job struct {
 // (kafka-go only reads header values).
 var schemaHeader = []byte(schemas.RecordVersion)
 
-// valueBufs holds output record buffers: a record's value goes back when
-// the writer has acknowledged it (releaseValue), so the cached path writes
-// each record into memory that the previous ones used.
-var valueBufs sync.Pool
+// valueBufs are free lists of output record buffers, one per power-of-two
+// size: a record's value goes back when the writer has acknowledged it
+// (put), so the cached path writes each record into memory that earlier
+// ones used. Channels rather than a sync.Pool: a collection does not empty
+// them, and putting a slice back allocates nothing. Each list holds what
+// MaxInFlight records use at most.
+type valueBufs [valueClasses]chan []byte
 
-// maxPooledValue bounds the buffers kept in valueBufs.
-const maxPooledValue = 256 << 10
+// Buffer sizes: 4 KiB << class, for classes 0 to valueClasses-1 (4 KiB to
+// 1 MiB); larger values are not kept.
+const (
+	minValueShift = 12
+	valueClasses  = 9
+)
 
-func valueBuf(n int) []byte {
-	if b, ok := valueBufs.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:0]
-	} else if ok {
-		valueBufs.Put(b)
+func newValueBufs(n int) *valueBufs {
+	var v valueBufs
+	for i := range v {
+		v[i] = make(chan []byte, n)
 	}
-	return make([]byte, 0, max(n, 4<<10))
+	return &v
 }
 
-// releaseValue returns an acknowledged output record's value to the pool.
-// The value must not be read afterwards.
-func releaseValue(v []byte) {
-	if cap(v) == 0 || cap(v) > maxPooledValue {
-		return
+// valueClass is the class of the smallest buffer holding n bytes.
+func valueClass(n int) int {
+	return max(bits.Len(uint(max(n, 1)-1))-minValueShift, 0)
+}
+
+// get returns an empty buffer of at least n bytes.
+func (v *valueBufs) get(n int) []byte {
+	c := valueClass(n)
+	if c >= valueClasses {
+		return make([]byte, 0, n)
 	}
-	v = v[:0]
-	valueBufs.Put(&v)
+	select {
+	case b := <-v[c]:
+		return b
+	default:
+	}
+	return make([]byte, 0, 1<<(c+minValueShift))
+}
+
+// put returns an acknowledged output record's value. The value must not
+// be read afterwards.
+func (v *valueBufs) put(b []byte) {
+	c := valueClass(cap(b))
+	if c >= valueClasses || cap(b) != 1<<(c+minValueShift) {
+		return // not one of get's
+	}
+	select {
+	case v[c] <- b[:0]:
+	default:
+	}
 }
 
 // outputMessage builds the enriched record of r: the record around the
@@ -89,10 +117,10 @@ func (p *Pipeline) outputMessage(r *record, l lookup, cache schemas.CacheResult)
 		Event: r.msg.Value, Topic: r.msg.Topic, Partition: r.msg.Partition, Offset: r.msg.Offset, Timestamp: r.msg.Time,
 		Key: r.msg.Key, NoKey: len(r.msg.Key) == 0, Cache: cache, ProcessedAt: p.cfg.Now(),
 	}
-	buf := valueBuf(enc.Size() + len(r.msg.Value) + len(r.msg.Topic) + len(r.msg.Key) + 200)
+	buf := p.values.get(enc.Size() + len(r.msg.Value) + len(r.msg.Topic) + len(r.msg.Key) + 200)
 	value, err := enc.AppendRecord(buf, &parts)
 	if err != nil {
-		releaseValue(buf)
+		p.values.put(buf)
 		return kafka.Message{}, err
 	}
 	key := r.msg.Key

@@ -28,7 +28,7 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 		return nil
 	}
 	ctx := p.prop.Extract(c.lookups, (*HeaderCarrier)(&r.msg.Headers))
-	ctx, span := p.tracer.Start(ctx, p.spanNames.get("process ", r.msg.Topic), trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := p.tracer.Start(ctx, p.spanNames.get("process ", r.msg.Topic), spanConsumer)
 	if span.IsRecording() {
 		// Built only for a span that records: with tracing off or the
 		// record not sampled, a record costs no attribute.
@@ -102,7 +102,7 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 // unavailable for that long in total is published with status
 // unavailable instead.
 func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.CacheResult, int, error) {
-	ctx, span := p.tracer.Start(ctx, "enrich", trace.WithSpanKind(trace.SpanKindInternal))
+	ctx, span := p.tracer.Start(ctx, "enrich", spanInternal)
 	defer span.End()
 	p.probes.enter(r.userID)
 	defer p.probes.leave(r.userID)

@@ -48,6 +48,23 @@ type metrics struct {
 	byClass      [len(classes)]atomic.Int64 // indexed by classIndex
 }
 
+// Attribute sets of the per-record measurements, built once: a record
+// adds to a counter without building a set.
+var (
+	statusAttrs = func() (o [len(statuses)]metric.MeasurementOption) {
+		for i, s := range statuses {
+			o[i] = metric.WithAttributeSet(attribute.NewSet(attrStatus.String(string(s))))
+		}
+		return o
+	}()
+	layerAttrs = func() (o [len(layerNames)]metric.MeasurementOption) {
+		for i, n := range layerNames {
+			o[i] = metric.WithAttributeSet(attribute.NewSet(attrCacheLayer.String(n)))
+		}
+		return o
+	}()
+)
+
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
 var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment,
 	ClassEnrichmentUnavailable, ClassOutputTooLarge}
@@ -131,8 +148,9 @@ func (m *metrics) recordDone(ctx context.Context) {
 
 func (m *metrics) recordOut(ctx context.Context, s schemas.Status, produced, fetched time.Time, now time.Time) {
 	m.nOut.Add(1)
-	m.byStatus[statusIndex(s)].Add(1)
-	m.out.Add(ctx, 1, metric.WithAttributes(attrStatus.String(string(s))))
+	i := statusIndex(s)
+	m.byStatus[i].Add(1)
+	m.out.Add(ctx, 1, statusAttrs[i])
 	m.observeLatency(ctx, produced, fetched, now)
 }
 
@@ -155,7 +173,7 @@ func (m *metrics) cache(ctx context.Context, l layer) {
 		m.cacheMisses.Add(ctx, 1)
 		return
 	}
-	m.cacheHits.Add(ctx, 1, metric.WithAttributes(attrCacheLayer.String(l.String())))
+	m.cacheHits.Add(ctx, 1, layerAttrs[l])
 }
 
 func (m *metrics) close() {

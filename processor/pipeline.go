@@ -36,6 +36,7 @@ type Pipeline struct {
 	// recycle: out is a kafka-go Writer, which keeps no reference to a
 	// message it acknowledged, so output values go back to valueBufs.
 	recycle bool
+	values  *valueBufs // output values to reuse
 	pause   *pauseGate
 	global  chan struct{} // global in-flight slots
 
@@ -86,6 +87,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		abort:  abort,
 		failed: make(chan struct{}),
 		claims: map[*Claim]struct{}{},
+		values: newValueBufs(cfg.MaxInFlight),
 	}
 	_, p.recycle = out.(*kafka.Writer)
 	if len(p.prop.Fields()) == 0 { // the global default propagates nothing

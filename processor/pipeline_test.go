@@ -372,7 +372,7 @@ func BenchmarkEncodeOutput(b *testing.B) {
 					b.Fatal(err)
 				}
 				size = len(m.Value)
-				releaseValue(m.Value)
+				p.values.put(m.Value)
 			}
 			b.SetBytes(int64(size))
 		})

@@ -22,7 +22,7 @@ import (
 // one it is given, so msg's own headers stay as they are). The span's
 // attributes are built only when it records.
 func (p *Pipeline) startSend(ctx context.Context, msg kafka.Message) (kafka.Message, trace.Span) {
-	pctx, pspan := p.tracer.Start(ctx, p.spanNames.get("send ", msg.Topic), trace.WithSpanKind(trace.SpanKindProducer))
+	pctx, pspan := p.tracer.Start(ctx, p.spanNames.get("send ", msg.Topic), spanProducer)
 	if pspan.IsRecording() {
 		pspan.SetAttributes(
 			semconv.MessagingSystemKafka,
@@ -33,7 +33,9 @@ func (p *Pipeline) startSend(ctx context.Context, msg kafka.Message) (kafka.Mess
 			semconv.MessagingMessageBodySize(len(msg.Value)),
 		)
 	}
-	p.prop.Inject(pctx, (*HeaderCarrier)(&msg.Headers))
+	h := HeaderCarrier(msg.Headers) // so that msg itself stays on the stack
+	p.prop.Inject(pctx, &h)
+	msg.Headers = h
 	return msg, pspan
 }
 
@@ -265,7 +267,7 @@ func (p *Pipeline) finish(j *job, err error) bool {
 		p.met.recordOut(ctx, j.status, r.msg.Time, r.fetched, now)
 		if p.recycle {
 			// Acknowledged: kafka-go's Writer holds no reference to it.
-			releaseValue(msg.Value)
+			p.values.put(msg.Value)
 			j.msg.Value = nil
 		}
 	}

@@ -3,6 +3,8 @@ package processor
 import (
 	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // spanNames holds span names made of a prefix and a topic ("process
@@ -34,3 +36,10 @@ func (s *spanNames) get(prefix, topic string) string {
 	s.m.Store(&next)
 	return name
 }
+
+// Span kinds as start options, built once.
+var (
+	spanConsumer = trace.WithSpanKind(trace.SpanKindConsumer)
+	spanProducer = trace.WithSpanKind(trace.SpanKindProducer)
+	spanInternal = trace.WithSpanKind(trace.SpanKindInternal)
+)
