@@ -27,7 +27,7 @@ func TestReportTargets(t *testing.T) {
 		res("ceiling", 100_000, nil),
 		res("warm", 85_000, func(r *Result) { r.PeakRSSBytes = 300 << 20 }),
 		res("cold", 190, api(195, 0, 198, 30)),
-		res("skewed", 900, func(r *Result) { api(198, 0, 200, 100)(r); r.Seconds = 115 }),
+		res("skewed", 900, func(r *Result) { api(198, 0, 200, 100)(r); r.Seconds = 115; r.PeakRSSBytes = 350 << 20 }),
 		res("warm-1p", 79_000, nil),
 		res("cold-1p", 188, api(190, 2, 203, 30)),
 		res("ceiling-end", 80_000, nil),
@@ -43,6 +43,7 @@ func TestReportTargets(t *testing.T) {
 		"cold-1p frequency errors":               false,
 		"cold-1p max calls in a trailing second": false,
 		"skewed duration":                        false, // +15%
+		"skewed peak RSS":                        false, // 350 MiB > 300
 		"warm one partition":                     false, // -7%
 		"cold one partition":                     true,  // -1%
 	}
@@ -73,6 +74,44 @@ func TestReportTargets(t *testing.T) {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, b.String())
 		}
+	}
+}
+
+// TestReportSizedCeiling: with ceiling-sized in the run, ratios are to it
+// (equal bytes per record), and warm's target is 70% of it.
+func TestReportSizedCeiling(t *testing.T) {
+	rep := &Report{Results: []Result{
+		{Scenario: Scenario{Name: "ceiling", Workload: WorkloadCopy}, EventsPerSec: 300_000},
+		{Scenario: Scenario{Name: "warm", Workload: WorkloadProcessor}, EventsPerSec: 60_000},
+		{Scenario: Scenario{Name: "ceiling-sized", Workload: WorkloadCopy, SizedLike: "warm", PadBytes: 15_000}, EventsPerSec: 80_000},
+		{Scenario: Scenario{Name: "ceiling-end", Workload: WorkloadCopy}, EventsPerSec: 270_000},
+	}}
+	rep.finish()
+	w := rep.Results[1]
+	if w.CeilingRatio != 0.75 || w.RawCeilingRatio != 0.2 {
+		t.Errorf("warm ratios %v (sized), %v (raw); want 0.75 and 0.2", w.CeilingRatio, w.RawCeilingRatio)
+	}
+	if math.Abs(rep.CeilingSpread-0.1) > 1e-9 {
+		t.Errorf("spread %v over the raw ceilings, want 0.1", rep.CeilingSpread)
+	}
+	for _, tg := range rep.Targets {
+		if tg.Name == "warm throughput" && (!tg.Met || !strings.Contains(tg.Goal, "70%")) {
+			t.Errorf("warm throughput %+v, want met against 70%% of the sized ceiling", tg)
+		}
+	}
+}
+
+func TestPadFor(t *testing.T) {
+	results := []Result{
+		{Scenario: Scenario{Name: "ceiling", Workload: WorkloadCopy}, Output: 1000, OutputBytes: 200_000},
+		{Scenario: Scenario{Name: "warm", Workload: WorkloadProcessor}, Output: 990, DLQ: 10, OutputBytes: 15_200_000},
+	}
+	if n, err := padFor(results, "warm"); err != nil || n != 15_000 {
+		t.Fatalf("pad %d, %v; want 15000 (15,200 - 200 bytes per record)", n, err)
+	}
+	results[1].Error = "failed"
+	if _, err := padFor(results, "warm"); err == nil {
+		t.Fatal("padded like a failed scenario")
 	}
 }
 
