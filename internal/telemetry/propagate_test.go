@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -99,5 +100,60 @@ func TestSamplerFromEnv(t *testing.T) {
 		if _, err := samplerFromEnv(); (err == nil) != tc.ok {
 			t.Errorf("%s %q: error %v, want ok %v", tc.name, tc.arg, err, tc.ok)
 		}
+	}
+}
+
+// BenchmarkRecordSpans is a record's tracing as the processor does it: a
+// process span under the producer's context, an enrich and a send span,
+// attributes set only on spans that record, the send context injected
+// into headers. Without export it costs the propagation alone; with an
+// exporter it follows the sampled ratio.
+func BenchmarkRecordSpans(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"no-export", nil},
+		{"ratio=0.01", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}},
+		{"ratio=0.1", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}},
+		{"ratio=1", map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+			defer srv.Close()
+			unsetOTEL(b)
+			if tc.env != nil {
+				b.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+				for k, v := range tc.env {
+					b.Setenv(k, v)
+				}
+			}
+			p, err := New(context.Background(), Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Shutdown(context.Background())
+			tr := p.TracerProvider.Tracer("bench")
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx, process := tr.Start(context.Background(), "process user-events")
+				if process.IsRecording() {
+					process.SetAttributes(attribute.String("messaging.system", "kafka"), attribute.Int("messaging.kafka.offset", 42))
+				}
+				ectx, enrich := tr.Start(ctx, "enrich")
+				if enrich.IsRecording() {
+					enrich.SetAttributes(attribute.String("enrichment.status", "ok"))
+				}
+				enrich.End()
+				sctx, send := tr.Start(ectx, "send user-events-enriched")
+				if send.IsRecording() {
+					send.SetAttributes(attribute.String("messaging.system", "kafka"))
+				}
+				carrier := propagation.MapCarrier{}
+				p.Propagator.Inject(sctx, carrier)
+				send.End()
+				process.End()
+			}
+		})
 	}
 }
