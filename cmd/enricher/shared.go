@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v3"
@@ -87,10 +86,7 @@ func parseRedis(cmd *cli.Command) (redisSettings, error) {
 		}
 		o.Password = pass
 	}
-	// The budget and the cache bound each call themselves (250ms) and fall
-	// back when Redis does not answer: fail fast rather than retry.
-	o.MaxRetries = -1
-	o.DialTimeout = time.Second
+	sharedstate.FailFast(o)
 	s.Options, s.Shown = o, u.Redacted()
 	return s, nil
 }

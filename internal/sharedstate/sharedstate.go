@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
@@ -26,6 +27,15 @@ func BudgetKey(appID int) string { return "enricher:budget:" + strconv.Itoa(appI
 
 // CachePrefix is the key prefix of the shared subscription cache of an app.
 func CachePrefix(appID int) string { return "enricher:subs:" + strconv.Itoa(appID) + ":" }
+
+// FailFast sets o for the shared state: the budget and the cache bound
+// each call themselves (250ms) and fall back when Redis does not answer,
+// so a call fails at once rather than being retried, and a dial gives up
+// after a second.
+func FailFast(o *redis.Options) {
+	o.MaxRetries = -1
+	o.DialTimeout = time.Second
+}
 
 // Config says how to build a process's shared state.
 type Config struct {
