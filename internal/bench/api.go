@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"time"
 
@@ -26,6 +27,7 @@ type apiSettings struct {
 	rate            int
 	latency, jitter time.Duration // latency ± jitter per call
 	users           int           // the dataset knows userID(0..users-1)
+	log             *callLog      // when set, notes every call (shared scenarios)
 }
 
 // simAPI is the simulator of a processor scenario, served on loopback
@@ -52,7 +54,11 @@ func startAPI(set apiSettings) (*simAPI, error) {
 		return nil, fmt.Errorf("bench: simulator: %w", err)
 	}
 	w := &callWatch{next: sim}
-	return &simAPI{sim: sim, watch: w, srv: httptest.NewServer(w)}, nil
+	var h http.Handler = w
+	if set.log != nil {
+		set.log.next, h = w, set.log
+	}
+	return &simAPI{sim: sim, watch: w, srv: httptest.NewServer(h)}, nil
 }
 
 // URL is the simulator's base URL.
