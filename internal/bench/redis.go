@@ -63,6 +63,8 @@ func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strco
 // URL is what the children are given, as --redis-url would be.
 func (s *redisServer) URL() string { return "redis://" + s.addr() }
 
+// start starts the server (again, empty, on the same port after kill)
+// and waits until it answers PING.
 func (s *redisServer) start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -99,12 +101,6 @@ func (s *redisServer) kill() {
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
-}
-
-// restart starts the server again on the same port, empty.
-func (s *redisServer) restart(ctx context.Context) error {
-	s.kill()
-	return s.start(ctx)
 }
 
 // Close kills the server and removes its directory.
