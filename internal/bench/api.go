@@ -86,9 +86,12 @@ func (a *simAPI) result(budget int, seq []int32) *APIResult {
 			continue
 		}
 		seen[u] = true
+		pages := 1
 		if n := data.SubscriptionCount(userID(int(u))); n > pageLimit {
-			res.ExtraPages += (n+pageLimit-1)/pageLimit - 1
+			pages = (n + pageLimit - 1) / pageLimit
+			res.ExtraPages += pages - 1
 		}
+		res.RepeatCalls += max(0, st.PerUser[userID(int(u))]-pages)
 	}
 	if budget > 0 {
 		res.BudgetRatio = res.CallsPerSec / float64(budget)

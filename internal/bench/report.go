@@ -164,6 +164,9 @@ type APIResult struct {
 	// ExtraPages is how many calls beyond one per distinct user the data
 	// requires (users with more accounts than fit one page).
 	ExtraPages int `json:"extra_pages"`
+	// RepeatCalls counts the calls beyond each user's pages: a user (or a
+	// page) fetched again, refused calls retried included.
+	RepeatCalls int `json:"repeat_calls"`
 	// IdealSeconds is (distinct users + extra pages) / budget: the least
 	// time the budget allows.
 	IdealSeconds float64 `json:"ideal_seconds"`

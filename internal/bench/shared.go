@@ -248,19 +248,19 @@ func (rep *Report) writeSharedTable(b *strings.Builder) error {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(b, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| shared scenario\tparts\tevents\tdistinct users\textra pages\tdisruption\tprocesses\tseconds\tAPI calls\tper (users + extra pages)\tcalls/s\tmax/s\tfreq errors\tlost\tduplicates\tCPU s\tload\t")
-	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
+	fmt.Fprintln(tw, "| shared scenario\tparts\tevents\tdistinct users\textra pages\tdisruption\tprocesses\tseconds\tAPI calls\tper (users + extra pages)\trepeat calls\tcalls/s\tmax/s\tfreq errors\tlost\tduplicates\tCPU s\tload\t")
+	fmt.Fprintln(tw, "|---\t---:\t---:\t---:\t---:\t---\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t---:\t")
 	for _, r := range rows {
 		sc := r.Scenario
 		events := sc.Events + sc.ReplayEvents
 		if r.Error != "" || r.Redelivery == nil || r.API == nil || r.Shared == nil {
-			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t\t%s\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, events, r.DistinctUsers, disruptionLabel(sc), oneLine(r.Error))
+			fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t\t%s\tfailed: %s\t\t\t\t\t\t\t\t\t\t\t\t\n", sc.Name, sc.Partitions, events, r.DistinctUsers, disruptionLabel(sc), oneLine(r.Error))
 			continue
 		}
 		a, red := r.API, r.Redelivery
-		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%d\t%s\t%d\t%.1f\t%d\t%.3f\t%.1f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t\n",
+		fmt.Fprintf(tw, "| %s\t%d\t%d\t%d\t%d\t%s\t%d\t%.1f\t%d\t%.3f\t%d\t%.1f\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t\n",
 			sc.Name, sc.Partitions, events, r.DistinctUsers, a.ExtraPages, disruptionLabel(sc), red.Processes, r.Seconds,
-			a.Calls, r.Shared.CallsPerNeeded, a.CallsPerSec, a.MaxPerSecond, a.FrequencyErrors, red.Lost, red.Duplicates, r.CPUSeconds, r.Load1)
+			a.Calls, r.Shared.CallsPerNeeded, a.RepeatCalls, a.CallsPerSec, a.MaxPerSecond, a.FrequencyErrors, red.Lost, red.Duplicates, r.CPUSeconds, r.Load1)
 	}
 	return tw.Flush()
 }
