@@ -20,7 +20,9 @@ func benchCommand() *cli.Command {
 		Name:  "bench",
 		Usage: "measure the processor against a raw-copy ceiling on an in-process broker and simulator",
 		Description: "Scenarios: ceiling (raw kafka-go copy), warm, cold, skewed, warm-1p, cold-1p,\n" +
-			"kill-restart, broker-restart, scale-out; groups: all, one-partition, redelivery.\n" +
+			"kill-restart, broker-restart, scale-out, shared-scale-out, shared-kill-restart,\n" +
+			"shared-replay, shared-redis-outage; groups: all, one-partition, redelivery,\n" +
+			"shared (needs redis-server; not in all).\n" +
 			"Prints a table; --json writes the full report.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "scenario", Aliases: []string{"s"}, Value: []string{"all"}, Usage: "scenarios to run (repeat or comma-separate)"},

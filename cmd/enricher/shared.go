@@ -7,13 +7,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/urfave/cli/v3"
@@ -21,19 +18,15 @@ import (
 	"github.com/tencentchat-enricher/enricher/client"
 	"github.com/tencentchat-enricher/enricher/client/budget"
 	"github.com/tencentchat-enricher/enricher/internal/opshttp"
+	"github.com/tencentchat-enricher/enricher/internal/sharedstate"
 	"github.com/tencentchat-enricher/enricher/internal/telemetry"
 	"github.com/tencentchat-enricher/enricher/processor"
-	"github.com/tencentchat-enricher/enricher/processor/sharedcache"
 )
 
 // envRedisPassword holds the Redis password (a secret: never a flag).
 const envRedisPassword = "ENRICHER_REDIS_PASSWORD"
 
 const catShared = "Shared state (Redis)"
-
-// Key names of the shared state of one app.
-func budgetKey(appID int) string   { return "enricher:budget:" + strconv.Itoa(appID) }
-func cachePrefix(appID int) string { return "enricher:subs:" + strconv.Itoa(appID) + ":" }
 
 // redisFlags are the settings of the shared Redis, for run, replay and dev.
 func redisFlags() []cli.Flag {
@@ -93,49 +86,30 @@ func parseRedis(cmd *cli.Command) (redisSettings, error) {
 		}
 		o.Password = pass
 	}
-	// The budget and the cache bound each call themselves (250ms) and fall
-	// back when Redis does not answer: fail fast rather than retry.
-	o.MaxRetries = -1
-	o.DialTimeout = time.Second
+	sharedstate.FailFast(o)
 	s.Options, s.Shown = o, u.Redacted()
 	return s, nil
 }
 
 // shared is the state of one process in the shared Redis.
 type shared struct {
-	rdb    *redis.Client
 	budget *budget.Budget
-	cache  *sharedcache.Store
+	state  *sharedstate.State
 }
 
 // newShared connects to Redis (without waiting for it) and builds the
 // app's budget for role (cap: the replay's share, 0 for live) from the
-// client's rate, with the budget's own headroom and slowdown (they differ
-// from one process's, see budget.DefaultSafety), and the shared
-// subscription cache. The caller closes
-// it after the processor has stopped.
+// client's rate, and the shared subscription cache (see sharedstate.New).
+// The caller closes it after the processor has stopped.
 func newShared(rs redisSettings, tc client.Config, role budget.Role, capRate float64, id string, log *slog.Logger, prov *telemetry.Providers) (*shared, error) {
-	s := &shared{rdb: redis.NewClient(rs.Options)}
-	var err error
-	s.budget, err = budget.New(budget.Config{
-		Redis: s.rdb, Key: budgetKey(tc.SDKAppID), Role: role, Cap: capRate, ID: id,
-		Rate: tc.Rate, MinRate: tc.MinRate, RateRecoverAfter: tc.RateRecoverAfter,
+	st, err := sharedstate.New(sharedstate.Config{
+		Redis: rs.Options, Client: tc, Role: role, Cap: capRate, ID: id,
 		Logger: log, MeterProvider: prov.MeterProvider, TracerProvider: prov.TracerProvider,
 	})
 	if err != nil {
-		_ = s.rdb.Close()
-		return nil, fmt.Errorf("shared budget: %w", err)
+		return nil, err
 	}
-	s.cache, err = sharedcache.New(sharedcache.Config{
-		Redis: s.rdb, Prefix: cachePrefix(tc.SDKAppID),
-		Logger: log, MeterProvider: prov.MeterProvider, TracerProvider: prov.TracerProvider,
-	})
-	if err != nil {
-		_ = s.budget.Close()
-		_ = s.rdb.Close()
-		return nil, fmt.Errorf("shared cache: %w", err)
-	}
-	return s, nil
+	return &shared{budget: st.Budget, state: st}, nil
 }
 
 // wire plugs the shared state into the client's and the processor's
@@ -144,8 +118,7 @@ func (s *shared) wire(tc *client.Config, pc *processor.Config) {
 	if s == nil {
 		return
 	}
-	tc.Budget = s.budget
-	pc.SharedCache = s.cache
+	s.state.Wire(tc, pc)
 }
 
 // Close releases the cache, the budget and the connection, in that order.
@@ -154,9 +127,7 @@ func (s *shared) Close() {
 	if s == nil {
 		return
 	}
-	_ = s.cache.Close()
-	_ = s.budget.Close()
-	_ = s.rdb.Close()
+	s.state.Close()
 }
 
 // check is the /readyz check of the shared budget. A process whose Redis

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"time"
 
@@ -26,6 +27,7 @@ type apiSettings struct {
 	rate            int
 	latency, jitter time.Duration // latency ± jitter per call
 	users           int           // the dataset knows userID(0..users-1)
+	log             *callLog      // when set, notes every call (shared scenarios)
 }
 
 // simAPI is the simulator of a processor scenario, served on loopback
@@ -52,7 +54,11 @@ func startAPI(set apiSettings) (*simAPI, error) {
 		return nil, fmt.Errorf("bench: simulator: %w", err)
 	}
 	w := &callWatch{next: sim}
-	return &simAPI{sim: sim, watch: w, srv: httptest.NewServer(w)}, nil
+	var h http.Handler = w
+	if set.log != nil {
+		set.log.next, h = w, set.log
+	}
+	return &simAPI{sim: sim, watch: w, srv: httptest.NewServer(h)}, nil
 }
 
 // URL is the simulator's base URL.
@@ -80,9 +86,12 @@ func (a *simAPI) result(budget int, seq []int32) *APIResult {
 			continue
 		}
 		seen[u] = true
+		pages := 1
 		if n := data.SubscriptionCount(userID(int(u))); n > pageLimit {
-			res.ExtraPages += (n+pageLimit-1)/pageLimit - 1
+			pages = (n + pageLimit - 1) / pageLimit
+			res.ExtraPages += pages - 1
 		}
+		res.RepeatCalls += max(0, st.PerUser[userID(int(u))]-pages)
 	}
 	if budget > 0 {
 		res.BudgetRatio = res.CallsPerSec / float64(budget)

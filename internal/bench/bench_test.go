@@ -235,3 +235,82 @@ func scenariosOf(rep *Report) []Scenario {
 	}
 	return out
 }
+
+// TestRunTinyShared runs the shared scenarios at a tiny scale, every
+// processor sharing one budget and cache in a redis-server of the run's
+// own, and checks the accounting: nothing lost, the processes counted,
+// each call attributed to live or replay, the outage seen by the
+// processes. It asserts no timings and no call rates. It skips without
+// redis-server, unless CI is set.
+func TestRunTinyShared(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers, a simulator, redis-server and child processes")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("redis-server not on PATH and CI is set: %v", err)
+		}
+		t.Skipf("redis-server not on PATH (install the redis-server package): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := New(Config{Scenarios: []string{"shared"}, Scale: 0.05, Partitions: 4, Child: testChild, Timeout: 2 * time.Minute,
+		SessionTimeout: 2 * time.Second, CommitInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := Names(scenariosOf(rep)); !slices.Equal(names, []string{"shared-scale-out", "shared-kill-restart", "shared-replay", "shared-redis-outage"}) {
+		t.Fatalf("ran %v, want the four shared scenarios and no ceiling", names)
+	}
+	for _, res := range rep.Results {
+		sc := res.Scenario
+		if res.Error != "" {
+			t.Errorf("%s failed: %s", sc.Name, res.Error)
+			continue
+		}
+		red, sr, a := res.Redelivery, res.Shared, res.API
+		if red == nil || sr == nil || a == nil {
+			t.Errorf("%s: redelivery %v, shared %v, API %v: want all three", sc.Name, red, sr, a)
+			continue
+		}
+		n := int64(sc.Events + sc.ReplayEvents)
+		if red.Distinct != n || red.Lost != 0 {
+			t.Errorf("%s: %d distinct input records arrived, %d lost; want %d and 0", sc.Name, red.Distinct, red.Lost, n)
+		}
+		if a.Calls != res.DistinctUsers+a.ExtraPages+a.RepeatCalls || sr.CallsPerNeeded <= 0 {
+			t.Errorf("%s: %d API calls (%.3f per needed), want %d users + %d extra pages + %d repeated", sc.Name, a.Calls, sr.CallsPerNeeded, res.DistinctUsers, a.ExtraPages, a.RepeatCalls)
+		}
+		wantProcs := sc.Instances
+		switch sc.Disruption {
+		case DisruptKill:
+			wantProcs = sc.Instances + sc.Kills
+		case DisruptReplay:
+			wantProcs = 2 // live and the replay
+			if res.DistinctUsers != sc.Events+sc.ReplayEvents {
+				t.Errorf("%s: %d distinct users, want %d live + %d replay", sc.Name, res.DistinctUsers, sc.Events, sc.ReplayEvents)
+			}
+			if sr.LiveCalls < sc.Events || sr.ReplayCalls < sc.ReplayEvents || sr.LiveCalls+sr.ReplayCalls != a.Calls {
+				t.Errorf("%s: %d live + %d replay calls of %d, want at least one per user of each role and every call counted", sc.Name, sr.LiveCalls, sr.ReplayCalls, a.Calls)
+			}
+		case DisruptRedis:
+			if sr.RedisDownSeconds < sc.RedisDown.Seconds() || sr.DegradedWarnings == 0 {
+				t.Errorf("%s: Redis down %.1fs (want at least %v), %d degraded warnings (want some)", sc.Name, sr.RedisDownSeconds, sc.RedisDown, sr.DegradedWarnings)
+			}
+		}
+		if red.Processes != wantProcs {
+			t.Errorf("%s: %d processes, want %d", sc.Name, red.Processes, wantProcs)
+		}
+		t.Logf("%s: %d calls (%.3f per needed), max/s %d, %d freq errors, %+v, %.1fs", sc.Name, a.Calls, sr.CallsPerNeeded, a.MaxPerSecond, a.FrequencyErrors, *sr, res.Seconds)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "| shared scenario") || strings.Contains(table.String(), "per disruption") {
+		t.Errorf("want the shared table alone:\n%s", table.String())
+	}
+}

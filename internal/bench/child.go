@@ -38,6 +38,13 @@ type job struct {
 	CommitInterval time.Duration `json:"commit_interval,omitempty"`
 	// Compression, when set, is the output codec (Config.Compression).
 	Compression string `json:"compression,omitempty"`
+	// RedisURL, when set, gives the processor the shared budget and cache
+	// in that Redis, as run --redis-url does; Rate is then the app's.
+	RedisURL string `json:"redis_url,omitempty"`
+	// Replay runs a replay of all of Input (Role Replay, capped at Cap
+	// calls/s) instead of joining Group; it needs RedisURL.
+	Replay bool    `json:"replay,omitempty"`
+	Cap    float64 `json:"cap,omitempty"`
 }
 
 // childMessage is one JSON line a child writes on its standard output.

@@ -22,6 +22,7 @@ type childProc struct {
 	stdin   io.WriteCloser
 	stderr  *tail
 	drains  *lineCount // "drain incomplete" warnings on its standard error
+	degrade *lineCount // the shared budget's "Redis unreachable" warnings
 	started time.Time
 	exited  chan struct{} // closed when the child closed its standard output
 
@@ -45,8 +46,9 @@ func (r *Runner) startChild(ctx context.Context, j job) (*childProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("child: %w", err)
 	}
-	c := &childProc{cmd: cmd, stdin: stdin, stderr: &tail{max: 4 << 10}, drains: &lineCount{match: []byte(drainIncomplete)}, exited: make(chan struct{})}
-	cmd.Stderr = io.MultiWriter(c.stderr, c.drains)
+	c := &childProc{cmd: cmd, stdin: stdin, stderr: &tail{max: 4 << 10}, drains: &lineCount{match: []byte(drainIncomplete)},
+		degrade: &lineCount{match: []byte(degradedWarning)}, exited: make(chan struct{})}
+	cmd.Stderr = io.MultiWriter(c.stderr, c.drains, c.degrade)
 	line, err := json.Marshal(j)
 	if err != nil {
 		return nil, fmt.Errorf("child: %w", err)
@@ -128,7 +130,7 @@ func (c *childProc) kill() (*childRun, error) {
 // wait waits for the process and collects what it reported.
 func (c *childProc) wait() (*childRun, error) {
 	werr := c.cmd.Wait()
-	run := &childRun{started: c.started, drains: c.drains.count()}
+	run := &childRun{started: c.started, drains: c.drains.count(), degraded: c.degrade.count()}
 	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		run.cpu = seconds(ru.Utime) + seconds(ru.Stime)
 	}

@@ -14,6 +14,7 @@ import (
 
 // source is the input position an output or DLQ record is a copy of.
 type source struct {
+	topic     string
 	partition int32
 	offset    int64
 }
@@ -66,7 +67,7 @@ func (c *copyCount) add(topic string, b *kmsg.RecordBatch) (int64, error) {
 		if !r.output {
 			continue
 		}
-		if last, ok := c.lastFirst[r.key]; ok && last.partition == r.src.partition && r.src.offset < last.offset {
+		if last, ok := c.lastFirst[r.key]; ok && last.topic == r.src.topic && last.partition == r.src.partition && r.src.offset < last.offset {
 			c.outOfOrder++
 		}
 		c.lastFirst[r.key] = r.src
@@ -106,11 +107,12 @@ func eachRecord(b *kmsg.RecordBatch, fn func(*kmsg.Record) error) error {
 }
 
 // sourceOf reads the input position of an output record (its source
-// field) or a DLQ record (its source headers).
+// field) or a DLQ record (its source headers): topic, partition and offset.
 func sourceOf(output bool, r *kmsg.Record) (source, error) {
 	if output {
 		var v struct {
 			Source struct {
+				Topic     string `json:"topic"`
 				Partition *int32 `json:"partition"`
 				Offset    *int64 `json:"offset"`
 			} `json:"source"`
@@ -121,12 +123,14 @@ func sourceOf(output bool, r *kmsg.Record) (source, error) {
 		if v.Source.Partition == nil || v.Source.Offset == nil {
 			return source{}, errors.New("bench: output record without its source")
 		}
-		return source{*v.Source.Partition, *v.Source.Offset}, nil
+		return source{v.Source.Topic, *v.Source.Partition, *v.Source.Offset}, nil
 	}
 	var src source
 	var havePart, haveOff bool
 	for _, h := range r.Headers {
 		switch h.Key {
+		case processor.HeaderSourceTopic:
+			src.topic = string(h.Value)
 		case processor.HeaderSourcePartition:
 			p, err := strconv.ParseInt(string(h.Value), 10, 32)
 			if err != nil {

@@ -20,6 +20,9 @@ func (r *Runner) measureDisrupted(ctx context.Context, s Scenario, res *Result) 
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	bcfg := devkafka.Config{Partitions: s.Partitions, Topics: []string{inputTopic, outputTopic, dlqTopic}}
+	if s.Disruption == DisruptReplay {
+		bcfg.Topics = append(bcfg.Topics, replayTopic)
+	}
 	if s.Disruption == DisruptBroker { // persistent, to be restarted
 		dir, err := os.MkdirTemp("", "enricher-bench-broker-")
 		if err != nil {
@@ -37,35 +40,67 @@ func (r *Runner) measureDisrupted(ctx context.Context, s Scenario, res *Result) 
 	if s.Distinct() {
 		users = s.Events
 	}
-	api, err := startAPI(apiSettings{rate: r.cfg.Rate, latency: r.cfg.Latency, jitter: r.cfg.Jitter, users: users})
+	users += s.FirstUser + s.ReplayEvents // the replay's users follow live's
+	d := &disruptedRun{r: r}
+	if s.Shared {
+		rs, err := startRedis(ctx)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		d.redis = rs
+		d.log = &callLog{}
+		if s.Disruption == DisruptReplay {
+			d.log.split = s.FirstUser + s.Events
+		}
+	}
+	api, err := startAPI(apiSettings{rate: r.cfg.Rate, latency: r.cfg.Latency, jitter: r.cfg.Jitter, users: users, log: d.log})
 	if err != nil {
 		return err
 	}
 	defer api.Close()
 
 	t0 := time.Now()
-	seq, err := preload(ctx, b.Addr(), inputTopic, s)
-	if err != nil {
+	var seq []int32
+	want := int64(s.Events)
+	if s.Disruption == DisruptReplay {
+		// The replay's input first; live's arrives mid-run (d.liveInput).
+		rsc := s
+		rsc.Name, rsc.Events, rsc.FirstUser = s.Name+"-replay", s.ReplayEvents, s.FirstUser+s.Events
+		if seq, err = preload(ctx, b.Addr(), replayTopic, rsc); err != nil {
+			return err
+		}
+		want += int64(s.ReplayEvents)
+		d.liveInput = func(ctx context.Context) error {
+			live, err := preload(ctx, b.Addr(), inputTopic, s)
+			seq = append(seq, live...)
+			return err
+		}
+	} else if seq, err = preload(ctx, b.Addr(), inputTopic, s); err != nil {
 		return err
 	}
 	res.PreloadSeconds = time.Since(t0).Seconds()
-	res.DistinctUsers = distinctUsers(seq)
 
-	watch := watchOutput(b.Cluster(), int64(s.Events), outputTopic, dlqTopic)
+	watch := watchOutput(b.Cluster(), want, outputTopic, dlqTopic)
 	watch.trackSources(outputTopic)
-	d := &disruptedRun{r: r, watch: watch, j: job{
+	d.watch, d.want = watch, want
+	d.j = job{
 		Scenario: s, Brokers: []string{b.Addr()},
 		Input: inputTopic, Output: outputTopic, DLQ: dlqTopic, Group: groupID,
 		APIURL: api.URL(), Rate: float64(r.cfg.Rate), ProfileDir: r.cfg.ProfileDir,
 		SessionTimeout: r.cfg.SessionTimeout, CommitInterval: r.cfg.CommitInterval,
-	}}
+	}
+	if d.redis != nil {
+		d.j.RedisURL = d.redis.URL()
+	}
 	infra0 := selfCPU()
 	runErr := d.run(ctx, s, b)
+	res.DistinctUsers = distinctUsers(seq)
 	if err := d.stopAll(); runErr == nil {
 		runErr = err
 	}
 	res.InfraCPUSeconds = selfCPU() - infra0
-	red := watch.redelivery(int64(s.Events))
+	red := watch.redelivery(want)
 	var stats []json.RawMessage
 	for _, run := range d.runs {
 		res.CPUSeconds += run.cpu
@@ -90,17 +125,20 @@ func (r *Runner) measureDisrupted(ctx context.Context, s Scenario, res *Result) 
 	}
 
 	arrivals, _ := watch.snapshot()
-	end, at := completion(arrivals, int64(s.Events), 0, 0.5, 0.99)
+	end, at := completion(arrivals, want, 0, 0.5, 0.99)
 	if end.IsZero() {
-		return fmt.Errorf("only %d of %d input records reached the output topics", red.Distinct, s.Events)
+		return fmt.Errorf("only %d of %d input records reached the output topics", red.Distinct, want)
 	}
 	res.Seconds = end.Sub(d.first).Seconds()
-	res.EventsPerSec = float64(s.Events) / res.Seconds
+	res.EventsPerSec = float64(want) / res.Seconds
 	res.FirstOutputMS, res.LatencyP50MS, res.LatencyP99MS = ms(at[0].Sub(d.first)), ms(at[1].Sub(d.first)), ms(at[2].Sub(d.first))
 	res.Output, _ = watch.counts(outputTopic)
 	res.DLQ, res.OutputBytes = watch.counts(dlqTopic)
 	res.OutputMBPerSec = float64(res.OutputBytes) / (1 << 20) / res.Seconds
 	res.API = api.result(r.cfg.Rate, seq)
+	if s.Shared {
+		res.Shared = d.sharedResult(res)
+	}
 	return nil
 }
 
@@ -109,19 +147,30 @@ type disruptedRun struct {
 	r     *Runner
 	j     job
 	watch *outputWatch
+	want  int64        // input records, all topics
 	first time.Time    // when the first process started
 	live  []*childProc // running, oldest first
 	runs  []*childRun  // ended
+
+	// Shared scenarios: the Redis, the simulator's call log, when Redis
+	// was killed and answered again (DisruptRedis), and the live input
+	// to produce mid-run (DisruptReplay).
+	redis              *redisServer
+	log                *callLog
+	redisDown, redisUp time.Time
+	liveInput          func(ctx context.Context) error
 }
 
 // run starts the processors, disrupts them as s says and returns once
 // every input record has a copy on the output topics.
 func (d *disruptedRun) run(ctx context.Context, s Scenario, b *devkafka.Broker) error {
-	n := int64(s.Events)
+	n := d.want
 	switch s.Disruption {
 	case DisruptKill:
-		if err := d.start(ctx); err != nil {
-			return err
+		for range max(1, s.Instances) {
+			if err := d.start(ctx); err != nil {
+				return err
+			}
 		}
 		for k := range s.Kills {
 			if err := d.waitArrived(ctx, n*int64(k+1)/int64(s.Kills+1)); err != nil {
@@ -156,11 +205,21 @@ func (d *disruptedRun) run(ctx context.Context, s Scenario, b *devkafka.Broker) 
 		}
 		d.watch.install(b.Cluster())
 	case DisruptScaleOut:
-		d.j.Rate /= float64(s.Instances) // one API budget, shared
+		if !s.Shared {
+			d.j.Rate /= float64(s.Instances) // one API budget, split by hand
+		}
 		for range s.Instances {
 			if err := d.start(ctx); err != nil {
 				return err
 			}
+		}
+	case DisruptRedis:
+		if err := d.redisOutage(ctx, s); err != nil {
+			return err
+		}
+	case DisruptReplay:
+		if err := d.replayThenLive(ctx, s); err != nil {
+			return err
 		}
 	default:
 		return fmt.Errorf("bench: unknown disruption %q", s.Disruption)
@@ -168,8 +227,10 @@ func (d *disruptedRun) run(ctx context.Context, s Scenario, b *devkafka.Broker) 
 	return d.waitArrived(ctx, n)
 }
 
-func (d *disruptedRun) start(ctx context.Context) error {
-	c, err := d.r.startChild(ctx, d.j)
+func (d *disruptedRun) start(ctx context.Context) error { return d.startJob(ctx, d.j) }
+
+func (d *disruptedRun) startJob(ctx context.Context, j job) error {
+	c, err := d.r.startChild(ctx, j)
 	if err != nil {
 		return err
 	}
@@ -211,7 +272,7 @@ func (d *disruptedRun) waitArrived(ctx context.Context, n int64) error {
 	for d.watch.arrived() < n {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d input records after %v: %w", d.watch.arrived(), d.j.Scenario.Events, time.Since(d.first).Round(time.Second), ctx.Err())
+			return fmt.Errorf("%d of %d input records after %v: %w", d.watch.arrived(), d.want, time.Since(d.first).Round(time.Second), ctx.Err())
 		case <-tick.C:
 		}
 		for _, c := range d.live {

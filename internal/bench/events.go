@@ -22,8 +22,9 @@ type eventSource struct {
 // newEventSource returns the events of s: valid sample events from the
 // event generator with Zipf-distributed users, or, when s.Distinct(), the
 // same kind of event for a random permutation of distinct users, or, when
-// s.Uniform(), for each user Events/Users times in random order. Events are
-// timestamped with now().
+// s.Uniform(), for each user Events/Users times in random order (users
+// numbered from s.FirstUser in both cases). Events are timestamped with
+// now().
 func newEventSource(s Scenario, now func() time.Time) (*eventSource, error) {
 	if s.Distinct() || s.Uniform() {
 		rng := rand.New(rand.NewPCG(s.Seed, 0x62656e6368))
@@ -35,7 +36,7 @@ func newEventSource(s Scenario, now func() time.Time) (*eventSource, error) {
 		}
 		i := 0
 		return &eventSource{next: func() (kafka.Message, int32) {
-			u := perm[i]
+			u := perm[i] + s.FirstUser
 			i++
 			ev := eventgen.Event{UserID: userID(u), EventID: s.Name + "-" + strconv.Itoa(i), Type: "message_sent", TS: now().UTC().Format(time.RFC3339)}
 			v, _ := json.Marshal(ev) // strings only: cannot fail

@@ -116,6 +116,8 @@ type Result struct {
 	// others. Seconds then runs from the first processor's start to the
 	// arrival of the last input record's first copy.
 	Redelivery *RedeliveryResult `json:"redelivery,omitempty"`
+	// Shared is a shared scenario's own account; nil for the others.
+	Shared *SharedResult `json:"shared,omitempty"`
 }
 
 // RedeliveryResult counts the copies of the input records of a disrupted
@@ -171,6 +173,9 @@ type APIResult struct {
 	// ExtraPages is how many calls beyond one per distinct user the data
 	// requires (users with more accounts than fit one page).
 	ExtraPages int `json:"extra_pages"`
+	// RepeatCalls counts the calls beyond each user's pages: a user (or a
+	// page) fetched again, refused calls retried included.
+	RepeatCalls int `json:"repeat_calls"`
 	// IdealSeconds is (distinct users + extra pages) / budget: the least
 	// time the budget allows.
 	IdealSeconds float64 `json:"ideal_seconds"`
@@ -253,6 +258,7 @@ func (rep *Report) finish() {
 			fmt.Sprintf("%.1fs (%+.1f%%)", r.Seconds, 100*over), over <= 0.10)
 	}
 	rep.redeliveryTargets(add)
+	rep.sharedTargets(add)
 	for _, name := range []string{"warm", "cold"} {
 		one, ok1 := rep.result(name + "-1p")
 		eight, ok8 := rep.result(name)
@@ -339,6 +345,9 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	if err := rep.writeRedeliveryTable(&b); err != nil {
 		return err
 	}
+	if err := rep.writeSharedTable(&b); err != nil {
+		return err
+	}
 	if rep.SizedCeilingEventsPerSec > 0 {
 		fmt.Fprintf(&b, "\nRatios are to the same-size ceiling (ceiling-sized), %.0f events/s.", rep.SizedCeilingEventsPerSec)
 		if rep.CeilingSpread > 0 {
@@ -398,7 +407,7 @@ func (rep *Report) writeThroughputTable(b *strings.Builder) error {
 func (rep *Report) writeRedeliveryTable(b *strings.Builder) error {
 	var rows []Result
 	for _, r := range rep.Results {
-		if r.Scenario.Disruption != "" {
+		if r.Scenario.Disruption != "" && !r.Scenario.Shared { // shared: their own table
 			rows = append(rows, r)
 		}
 	}
@@ -435,11 +444,18 @@ func (rep *Report) writeRedeliveryTable(b *strings.Builder) error {
 func disruptionLabel(s Scenario) string {
 	switch s.Disruption {
 	case DisruptKill:
+		if s.Instances > 1 {
+			return fmt.Sprintf("%d SIGKILLs, %d instances", s.Kills, s.Instances)
+		}
 		return fmt.Sprintf("%d SIGKILLs", s.Kills)
 	case DisruptBroker:
 		return fmt.Sprintf("broker down %v", s.BrokerDown)
 	case DisruptScaleOut:
 		return fmt.Sprintf("%d instances", s.Instances)
+	case DisruptRedis:
+		return fmt.Sprintf("Redis down %v, %d instances", s.RedisDown, s.Instances)
+	case DisruptReplay:
+		return "replay, then live busy"
 	}
 	return string(s.Disruption)
 }

@@ -319,6 +319,7 @@ type childRun struct {
 	infraCPU float64
 	stats    json.RawMessage
 	drains   int // "drain incomplete" warnings
+	degraded int // "Redis unreachable" warnings
 }
 
 // runChild starts the workload in a child process, waits until every

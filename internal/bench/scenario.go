@@ -53,7 +53,8 @@ type Scenario struct {
 	Kills int `json:"kills,omitempty"`
 	// BrokerDown is how long DisruptBroker keeps the broker stopped.
 	BrokerDown time.Duration `json:"broker_down,omitempty"`
-	// Instances is how many processors DisruptScaleOut starts in the group.
+	// Instances is how many processors DisruptScaleOut starts in the group
+	// (and DisruptKill and DisruptRedis, when set; default one).
 	Instances int `json:"instances,omitempty"`
 	// SizedLike names the scenario whose output a copy scenario matches in
 	// size: the Runner sets PadBytes from that scenario's result in the
@@ -62,6 +63,20 @@ type Scenario struct {
 	// PadBytes is how many bytes the copy appends to every record's value
 	// (JSON whitespace, after the event).
 	PadBytes int `json:"pad_bytes,omitempty"`
+	// Shared gives every processor the URL of a redis-server started for
+	// the scenario, so that they share one API budget and one subscription
+	// cache, as run --redis-url does: each is given the whole budget, the
+	// app's. Shared scenarios need redis-server on PATH.
+	Shared bool `json:"shared,omitempty"`
+	// RedisDown is how long DisruptRedis keeps Redis stopped.
+	RedisDown time.Duration `json:"redis_down,omitempty"`
+	// FirstUser is the index of the first user of a distinct or uniform
+	// input (default 0).
+	FirstUser int `json:"first_user,omitempty"`
+	// ReplayEvents is the input of DisruptReplay's replay: events of
+	// distinct users of their own (after the Events' users), on a topic of
+	// their own.
+	ReplayEvents int `json:"replay_events,omitempty"`
 }
 
 // Sized reports whether s is a copy padded to another scenario's size.
@@ -89,6 +104,14 @@ const (
 	// DisruptScaleOut starts Instances processors at once in one group,
 	// each with an equal share of the API budget.
 	DisruptScaleOut Disruption = "scale-out"
+	// DisruptRedis (shared scenarios) kills the redis-server when a fifth
+	// of the input records have a copy and starts it again, empty, on the
+	// same port RedisDown later.
+	DisruptRedis Disruption = "redis"
+	// DisruptReplay (shared scenarios) runs a replay of ReplayEvents
+	// records beside an idle live processor; once a third of them have a
+	// copy, the live input's Events arrive and live is busy too.
+	DisruptReplay Disruption = "replay"
 )
 
 // Base scenario sizes, from the issue; Scenarios scales them.
@@ -107,6 +130,14 @@ const (
 	kills            = 3
 	brokerDown       = 5 * time.Second
 	instances        = 3
+
+	// The shared scenarios (issue 10): 6,000 new users for scale-out and
+	// the Redis outage, 6,000 events over 1,500 users for kill-restart, a
+	// replay of 4,000 users beside a live burst of 3,000 others.
+	sharedEvents       = 6_000
+	sharedReplayEvents = 4_000
+	sharedLiveEvents   = 3_000
+	redisDown          = 20 * time.Second
 )
 
 // Scenarios returns every scenario at the given scale (1 = the sizes of the
@@ -132,6 +163,15 @@ func Scenarios(scale float64, partitions int) []Scenario {
 	killed.Name, killed.Disruption, killed.Kills = "kill-restart", DisruptKill, kills
 	restarted.Name, restarted.Disruption, restarted.BrokerDown = "broker-restart", DisruptBroker, brokerDown
 	scaled.Name, scaled.Disruption, scaled.Instances = "scale-out", DisruptScaleOut, instances
+	sharedScale := Scenario{Name: "shared-scale-out", Workload: WorkloadProcessor, Events: n(sharedEvents), Partitions: partitions, Seed: 5,
+		Disruption: DisruptScaleOut, Instances: instances, Shared: true}
+	sharedKill := Scenario{Name: "shared-kill-restart", Workload: WorkloadProcessor, Events: n(redeliveryEvents), Users: n(redeliveryUsers), Partitions: partitions, Seed: 6,
+		Disruption: DisruptKill, Kills: kills, Instances: instances, Shared: true}
+	sharedReplay := Scenario{Name: "shared-replay", Workload: WorkloadProcessor, Events: n(sharedLiveEvents), ReplayEvents: n(sharedReplayEvents), Partitions: partitions, Seed: 7,
+		Disruption: DisruptReplay, Instances: 1, Shared: true}
+	// The outage keeps its share of the run at every scale (at least 1s).
+	sharedRedis := Scenario{Name: "shared-redis-outage", Workload: WorkloadProcessor, Events: n(sharedEvents), Partitions: partitions, Seed: 8,
+		Disruption: DisruptRedis, Instances: instances, Shared: true, RedisDown: max(time.Second, time.Duration(float64(redisDown)*scale)).Round(time.Millisecond)}
 	return []Scenario{
 		ceiling,
 		warm,
@@ -143,6 +183,10 @@ func Scenarios(scale float64, partitions int) []Scenario {
 		killed,
 		restarted,
 		scaled,
+		sharedScale,
+		sharedKill,
+		sharedReplay,
+		sharedRedis,
 	}
 }
 
@@ -151,6 +195,8 @@ var groups = map[string][]string{
 	"all":           {"ceiling", "warm", "ceiling-sized", "cold", "skewed", "warm-1p", "cold-1p", "kill-restart", "broker-restart", "scale-out"},
 	"one-partition": {"warm-1p", "cold-1p"},
 	"redelivery":    {"kill-restart", "broker-restart", "scale-out"},
+	// Not in all: they need redis-server.
+	"shared": {"shared-scale-out", "shared-kill-restart", "shared-replay", "shared-redis-outage"},
 }
 
 // Select returns the scenarios named (or grouped: "all", "one-partition",
@@ -172,7 +218,7 @@ func Select(all []Scenario, names []string) ([]Scenario, error) {
 			continue
 		}
 		if !slices.ContainsFunc(all, func(s Scenario) bool { return s.Name == name }) {
-			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s, one-partition, redelivery, all)", name, strings.Join(Names(all), ", "))
+			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s, one-partition, redelivery, shared, all)", name, strings.Join(Names(all), ", "))
 		}
 		want[name] = true
 	}
