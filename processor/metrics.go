@@ -50,7 +50,7 @@ type metrics struct {
 
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
 var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment,
-	ClassEnrichmentUnavailable, ClassOutputTooLarge}
+	ClassEnrichmentUnavailable, ClassEncodeFailed, ClassOutputTooLarge}
 
 func statusIndex(s schemas.Status) int {
 	for i, x := range statuses {
