@@ -124,8 +124,8 @@ func (p *Pipeline) paceLookups(f Fetcher) {
 // DrainTimeout on revocation, Config.ShutdownTimeout otherwise; a bounded
 // assignment read to its end drains without limit until one of those
 // happens), releases the partitions and commits once more. It returns nil
-// on a clean stop or an exhausted source, the *FatalError or *TopicError that stopped the
-// pipeline, or src's error. Run runs once.
+// on a clean stop or an exhausted source, the *FatalError, *TopicError or
+// *PartitionError that stopped the pipeline, or src's error. Run runs once.
 func (p *Pipeline) Run(ctx context.Context, src Source) error {
 	sctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -294,11 +294,14 @@ func (p *Pipeline) drain(ctx context.Context, claims []*Claim, revoked <-chan st
 	}
 }
 
-// Failed is closed when an app-fatal API answer stopped the pipeline; Err
-// then returns the *FatalError or *TopicError. Sources stop fetching when it closes.
+// Failed is closed when an app-fatal API answer, a permanent write failure
+// or a partition that cannot go on stopped the pipeline; Err then returns
+// the *FatalError, *TopicError or *PartitionError. Sources stop fetching
+// when it closes.
 func (p *Pipeline) Failed() <-chan struct{} { return p.failed }
 
-// Err returns the *FatalError or *TopicError that stopped the pipeline, or nil.
+// Err returns the *FatalError, *TopicError or *PartitionError that stopped
+// the pipeline, or nil.
 func (p *Pipeline) Err() error {
 	select {
 	case <-p.failed:
