@@ -151,7 +151,7 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			backoff = min(2*backoff, maxBackoffFactor*p.cfg.PauseBackoff)
 			span.AddEvent("lookup failed, backing off", trace.WithAttributes(attrRetryAfter.String(wait.String())))
 			if attempt == 1 {
-				p.cfg.Logger.Warn("lookup failing for one user, backing off (other keys go on)",
+				p.lookupLog.warn("lookup failing for one user, backing off (other keys go on)",
 					"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", ue.err)
 			}
 		}

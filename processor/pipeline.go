@@ -44,6 +44,10 @@ type Pipeline struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// publishLog and lookupLog log the repeated warnings of the publish
+	// retries and the failing lookups, at most every repeatWarnEvery.
+	publishLog, lookupLog *kafkaErrorLog
+
 	probes      probeSet     // users whose records are being enriched
 	lookupUsers *userGate    // users whose records wait for the API
 	lastAnswer  atomic.Int64 // Config.Now of the last API lookup that succeeded, unix nanos
@@ -85,10 +89,16 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.lookupUsers = newUserGate(nil, cfg.DrainTimeout)
+	p.publishLog = newRateLog(cfg.Logger, repeatWarnEvery)
+	p.lookupLog = newRateLog(cfg.Logger, repeatWarnEvery)
 	p.met = newMetrics(cfg.MeterProvider, p)
 	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers }, cfg.Now)
 	return p, nil
 }
+
+// repeatWarnEvery is the least time between two lines of a warning that
+// repeats per record or per retry; each line counts the ones left out.
+const repeatWarnEvery = time.Second
 
 // NewPipeline returns a pipeline enriching with f and publishing with a
 // kafka-go writer to cfg.Brokers; Run feeds it from a Source.
@@ -380,6 +390,21 @@ func (p *Pipeline) Stats() Stats {
 	}
 	s.CacheHitRatio = p.enr.hitRatio()
 	return s
+}
+
+// Stalled returns an error naming the partitions whose oldest unfinished
+// record is older than Config.StallTimeout, or nil when none is.
+func (p *Pipeline) Stalled() error {
+	var stalled []string
+	for _, ps := range p.partitionStats() {
+		if ps.OldestUnfinished > p.cfg.StallTimeout {
+			stalled = append(stalled, fmt.Sprintf("%s/%d (%d pending, oldest %s)", ps.Topic, ps.Partition, ps.Pending, ps.OldestUnfinished.Round(time.Second)))
+		}
+	}
+	if len(stalled) == 0 {
+		return nil
+	}
+	return fmt.Errorf("partitions not moving for more than %s: %s", p.cfg.StallTimeout, strings.Join(stalled, ", "))
 }
 
 func (p *Pipeline) partitionStats() []PartitionStats {
