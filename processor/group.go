@@ -43,8 +43,8 @@ func NewGroupSource(cfg Config) *GroupSource {
 }
 
 // joinWarnEvery is the least time between two warnings of failures to join
-// the group (kafka-go retries every second).
-const joinWarnEvery = 5 * time.Second
+// the group (kafka-go retries every second; run names --brokers every 5 s).
+const joinWarnEvery = 30 * time.Second
 
 // Ready reports whether the source is a member of the current generation.
 func (s *GroupSource) Ready() bool { return s.ready.Load() }
