@@ -86,6 +86,18 @@ func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim,
 		ErrorLogger:    warn,
 	})
 	defer r.Close()
+	return readPartition(ctx, r, warn, c, offset, handle)
+}
+
+// partitionReader is what readPartition needs of a kafka.Reader of one
+// partition.
+type partitionReader interface {
+	SetOffset(offset int64) error
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+}
+
+// readPartition is fetchPartition's loop over r, warning to warn.
+func readPartition(ctx context.Context, r partitionReader, warn *kafkaErrorLog, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) error {
 	if err := r.SetOffset(offset); err != nil {
 		return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: offset, Err: fmt.Errorf("start the reader: %w", err)}
 	}

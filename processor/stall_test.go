@@ -110,3 +110,66 @@ func TestRateLog(t *testing.T) {
 		t.Fatalf("the next line does not count the left-out ones:\n%s", buf.String())
 	}
 }
+
+// flakyReader fails its first fails fetches, then hands out msgs.
+type flakyReader struct {
+	fails   int
+	msgs    []kafka.Message
+	calls   int
+	start   int64
+	failSet error
+}
+
+func (r *flakyReader) SetOffset(offset int64) error { r.start = offset; return r.failSet }
+
+func (r *flakyReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+	r.calls++
+	if r.calls <= r.fails {
+		return kafka.Message{}, errors.New("broker went away")
+	}
+	if len(r.msgs) == 0 {
+		<-ctx.Done()
+		return kafka.Message{}, ctx.Err()
+	}
+	m := r.msgs[0]
+	r.msgs = r.msgs[1:]
+	return m, nil
+}
+
+// TestFetchErrorsRetried: fetch errors are retried (after a backoff) until
+// records come, and warned once per interval with the count of the others;
+// a reader that cannot start is a *PartitionError.
+func TestFetchErrorsRetried(t *testing.T) {
+	p, _ := newTestPipeline(t, testConfig(), okLookup(1))
+	c := p.Claim("in", 2)
+	var buf testsupport.SyncBuffer
+	warn := newRateLog(slog.New(slog.NewTextHandler(&buf, nil)), time.Hour)
+	r := &flakyReader{fails: 3, msgs: []kafka.Message{{Offset: 5}, {Offset: 6}, {Offset: 7}}}
+	var got []int64
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := readPartition(ctx, r, warn, c, 5, func(m kafka.Message) (bool, error) {
+		got = append(got, m.Offset)
+		return m.Offset < 7, nil
+	})
+	if err != nil || len(got) != 3 || got[0] != 5 || got[2] != 7 || r.start != 5 {
+		t.Fatalf("err %v, records %v, started at %d", err, got, r.start)
+	}
+	if r.calls != 6 {
+		t.Errorf("%d fetches, want 3 failed and 3 records", r.calls)
+	}
+	// 100ms + 200ms + 400ms of backoff.
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Errorf("retried without backoff: %s for three failures", d)
+	}
+	if n := strings.Count(buf.String(), "fetch failed, retrying"); n != 1 || warn.suppressed.Load() != 2 {
+		t.Errorf("%d warning lines, %d suppressed, want 1 and 2:\n%s", n, warn.suppressed.Load(), buf.String())
+	}
+
+	err = readPartition(ctx, &flakyReader{failSet: errors.New("closed")}, warn, c, 9, func(kafka.Message) (bool, error) { return true, nil })
+	var pe *PartitionError
+	if !errors.As(err, &pe) || pe.Partition != 2 || pe.Offset != 9 {
+		t.Fatalf("a reader that cannot start: %v", err)
+	}
+}
