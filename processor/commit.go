@@ -36,12 +36,16 @@ type watermark struct {
 type wmEntry struct {
 	offset int64
 	done   bool
+	at     time.Time // when the record was fetched (zero for a skipped offset)
 }
 
 func newWatermark() *watermark { return &watermark{last: -1, next: -1} }
 
 // add registers a fetched record.
-func (w *watermark) add(offset int64) error {
+func (w *watermark) add(offset int64) error { return w.addAt(offset, time.Time{}) }
+
+// addAt registers a record fetched at at.
+func (w *watermark) addAt(offset int64, at time.Time) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if offset <= w.last {
@@ -53,7 +57,7 @@ func (w *watermark) add(offset int64) error {
 		w.entries = w.entries[:n]
 		w.head = 0
 	}
-	w.entries = append(w.entries, wmEntry{offset: offset})
+	w.entries = append(w.entries, wmEntry{offset: offset, at: at})
 	return nil
 }
 
@@ -83,6 +87,17 @@ func (w *watermark) committable() (int64, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.next, w.next >= 0
+}
+
+// oldest returns when the oldest record not yet behind the watermark was
+// fetched, and false when every record is.
+func (w *watermark) oldest() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == len(w.entries) {
+		return time.Time{}, false
+	}
+	return w.entries[w.head].at, true
 }
 
 // pending is the number of added records not yet behind the watermark.

@@ -162,6 +162,14 @@ type Config struct {
 	// dead-letters records. Default 10m.
 	RecordRetryDeadline time.Duration
 
+	// StallTimeout is how old the oldest unfinished record of a partition
+	// (PartitionStats.OldestUnfinished) may grow before the partition is
+	// reported stalled (Processor.Stalled, the /readyz check): its
+	// watermark has not moved for that long while it holds input. Default
+	// RecordRetryDeadline plus one minute, so that a record retrying a
+	// failing user's lookups until its deadline is not a stall.
+	StallTimeout time.Duration
+
 	// BatchTimeout and BatchSize tune the output writer: a batch is sent when
 	// it holds BatchSize records or is BatchTimeout old. Defaults 2ms, 500.
 	BatchTimeout time.Duration
@@ -293,7 +301,7 @@ func (c Config) Validate() error {
 	}{
 		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CacheStaleTTL", c.CacheStaleTTL}, {"CommitInterval", c.CommitInterval},
 		{"DrainTimeout", c.DrainTimeout}, {"ShutdownTimeout", c.ShutdownTimeout}, {"UnavailableAfter", c.UnavailableAfter},
-		{"PauseBackoff", c.PauseBackoff}, {"RecordRetryDeadline", c.RecordRetryDeadline},
+		{"PauseBackoff", c.PauseBackoff}, {"RecordRetryDeadline", c.RecordRetryDeadline}, {"StallTimeout", c.StallTimeout},
 		{"BatchTimeout", c.BatchTimeout}, {"FetchMaxWait", c.FetchMaxWait},
 		{"SessionTimeout", c.SessionTimeout}, {"RebalanceTimeout", c.RebalanceTimeout}, {"HeartbeatInterval", c.HeartbeatInterval},
 	} {
@@ -346,6 +354,7 @@ func (c Config) withDefaults() Config {
 	defD(&c.CommitInterval, DefaultCommitInterval)
 	defD(&c.DrainTimeout, min(DefaultDrainTimeout, cmp.Or(c.RebalanceTimeout, DefaultRebalanceTimeout)/2))
 	defD(&c.RecordRetryDeadline, DefaultRecordRetryDeadline)
+	defD(&c.StallTimeout, c.RecordRetryDeadline+time.Minute)
 	def(&c.MaxRecordBytes, DefaultMaxRecordBytes)
 	defD(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	defD(&c.PauseBackoff, DefaultPauseBackoff)

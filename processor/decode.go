@@ -61,6 +61,10 @@ const (
 	// ClassEnrichmentUnavailable: the user's lookups kept failing while the
 	// API as a whole was up, for Config.RecordRetryDeadline.
 	ClassEnrichmentUnavailable ErrorClass = "enrichment_unavailable"
+	// ClassEncodeFailed: the enriched record cannot be encoded (the input
+	// record's timestamp is outside the years 0–9999 that its JSON
+	// source.timestamp can carry).
+	ClassEncodeFailed ErrorClass = "encode_failed"
 	// ClassOutputTooLarge: the enriched record is larger than
 	// Config.MaxRecordBytes (a user with very many or very large
 	// subscriptions).

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -77,12 +78,11 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 		j.status = l.status
 		j.msg, err = p.outputMessage(r, l, cache)
 		if err != nil {
-			// The event passed the decoder, so it is one JSON value:
-			// encoding cannot fail. Keep the record unpublished.
-			span.SetStatus(codes.Error, err.Error())
-			p.cfg.Logger.Error("encode failed", "topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", err)
-			span.End()
-			return nil
+			// The enriched record cannot be written (a record timestamp
+			// past year 9999, which JSON times cannot carry): the input
+			// goes to the DLQ, and its partition moves on.
+			j.class, j.status = ClassEncodeFailed, ""
+			j.msg = p.dlqMessage(r, j.class, fmt.Sprintf("cannot encode the enriched record: %v", err), attempts)
 		}
 	}
 	return j
@@ -157,7 +157,7 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			backoff = min(2*backoff, maxBackoffFactor*p.cfg.PauseBackoff)
 			span.AddEvent("lookup failed, backing off", trace.WithAttributes(attrRetryAfter.String(wait.String())))
 			if attempt == 1 {
-				p.cfg.Logger.Warn("lookup failing for one user, backing off (other keys go on)",
+				p.lookupLog.warn("lookup failing for one user, backing off (other keys go on)",
 					"topic", r.msg.Topic, "partition", r.msg.Partition, "offset", r.msg.Offset, "error", ue.err)
 			}
 		}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -16,9 +17,11 @@ import (
 // (schedule.go), or skips the ones the assignment leaves out.
 
 // fetch reads partition ps of assignment a into c until ctx ends, or until
-// the record just before ps.End of a bounded partition.
+// the record just before ps.End of a bounded partition. A record that
+// cannot be submitted stops the pipeline (a *PartitionError): a partition
+// never stops quietly.
 func (p *Pipeline) fetch(ctx context.Context, a Assignment, c *Claim, ps PartitionStart, log *slog.Logger) {
-	fetchPartition(ctx, p.cfg, log, c, ps.Offset, func(m kafka.Message) (bool, error) {
+	err := fetchPartition(ctx, p.cfg, log, c, ps.Offset, func(m kafka.Message) (bool, error) {
 		if ps.End >= 0 && m.Offset >= ps.End {
 			return false, nil
 		}
@@ -33,13 +36,43 @@ func (p *Pipeline) fetch(ctx context.Context, a Assignment, c *Claim, ps Partiti
 		}
 		return ps.End < 0 || m.Offset < ps.End-1, err
 	})
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errReleased) {
+		p.fail(err)
+	}
 }
+
+// PartitionError stops the pipeline: a partition's fetch loop cannot go on
+// (a record out of offset order, a reader that cannot start). Run returns
+// it after committing what was published.
+type PartitionError struct {
+	Topic     string
+	Partition int
+	Offset    int64 // the offset the loop was at
+	Err       error
+}
+
+func (e *PartitionError) Error() string {
+	return fmt.Sprintf("processor stopped: partition %d of topic %q cannot go on at offset %d: %v", e.Partition, e.Topic, e.Offset, e.Err)
+}
+
+func (e *PartitionError) Unwrap() error { return e.Err }
+
+// fetchBackoffMin and fetchBackoffMax bound the wait after a fetch error
+// before fetching again: it doubles with every error in a row and starts
+// over after a record arrives.
+const (
+	fetchBackoffMin = 100 * time.Millisecond
+	fetchBackoffMax = 5 * time.Second
+)
 
 // fetchPartition reads c's partition from offset and hands every record to
 // handle, until ctx ends, handle fails or handle returns false (the source
-// is done with the partition). Fetch errors are logged and retried after a
-// second; kafka-go's own error log goes to a rate-limited warn log.
-func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) {
+// is done with the partition). It returns nil, or handle's error (or the
+// reader's failure to start) as a *PartitionError. Fetch errors are
+// retried with backoff and logged at most once per kafkaErrorLogEvery,
+// like kafka-go's own error log.
+func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) error {
+	warn := newKafkaErrorLog(log.With("component", "fetcher", "partition", c.partition))
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:        cfg.Brokers,
 		Topic:          c.topic,
@@ -50,50 +83,75 @@ func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim,
 		MaxWait:        cfg.FetchMaxWait,
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		ErrorLogger:    newKafkaErrorLog(log.With("component", "fetcher", "partition", c.partition)),
+		ErrorLogger:    warn,
 	})
 	defer r.Close()
+	return readPartition(ctx, r, warn, c, offset, handle)
+}
+
+// partitionReader is what readPartition needs of a kafka.Reader of one
+// partition.
+type partitionReader interface {
+	SetOffset(offset int64) error
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+}
+
+// readPartition is fetchPartition's loop over r, warning to warn.
+func readPartition(ctx context.Context, r partitionReader, warn *kafkaErrorLog, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) error {
 	if err := r.SetOffset(offset); err != nil {
-		log.Error("cannot start fetching", "partition", c.partition, "offset", offset, "error", err)
-		return
+		return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: offset, Err: fmt.Errorf("start the reader: %w", err)}
 	}
+	backoff := fetchBackoffMin
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
-			log.Warn("fetch failed", "partition", c.partition, "error", err)
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
+			warn.warn("fetch failed, retrying", "offset", offset, "error", err, "backoff", backoff)
+			if !sleep(ctx, backoff) {
+				return nil
 			}
+			backoff = min(2*backoff, fetchBackoffMax)
 			continue
 		}
+		backoff = fetchBackoffMin
 		more, err := handle(m)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("submit failed", "partition", c.partition, "offset", m.Offset, "error", err)
+			if ctx.Err() != nil || errors.Is(err, errReleased) {
+				return err
 			}
-			return
+			return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: m.Offset, Err: err}
 		}
+		offset = m.Offset + 1
 		if !more {
-			return
+			return nil
 		}
 	}
 }
 
-// kafkaErrorLogEvery is the least time between two lines of one kafka-go
-// error log.
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// kafkaErrorLogEvery is the least time between two lines of one kafka
+// client error log.
 const kafkaErrorLogEvery = 10 * time.Second
 
-// kafkaErrorLog is a kafka-go ErrorLogger logging at Warn, at most one line
-// per kafkaErrorLogEvery, with the count of lines suppressed since the last
-// one. kafka-go retries some failures forever and only logs them, so they
-// must be visible, but not one line per retry. Safe for concurrent use.
+// kafkaErrorLog logs at Warn, at most one line per interval, with the
+// count of lines suppressed since the last one. kafka-go retries some
+// failures forever and only logs them, so they must be visible, but not
+// one line per retry. It is kafka-go's ErrorLogger (Printf), and the log of
+// other warnings that repeat per record or per retry (warn). Safe for
+// concurrent use.
 type kafkaErrorLog struct {
 	log        *slog.Logger
 	lim        *rate.Limiter
@@ -101,14 +159,26 @@ type kafkaErrorLog struct {
 }
 
 func newKafkaErrorLog(log *slog.Logger) *kafkaErrorLog {
-	return &kafkaErrorLog{log: log, lim: rate.NewLimiter(rate.Every(kafkaErrorLogEvery), 1)}
+	return newRateLog(log, kafkaErrorLogEvery)
+}
+
+// newRateLog returns a log of at most one line per every, counting the
+// lines it suppresses.
+func newRateLog(log *slog.Logger, every time.Duration) *kafkaErrorLog {
+	return &kafkaErrorLog{log: log, lim: rate.NewLimiter(rate.Every(every), 1)}
 }
 
 // Printf implements kafka.Logger.
 func (l *kafkaErrorLog) Printf(msg string, args ...any) {
+	l.warn("kafka client error", "error", fmt.Sprintf(msg, args...))
+}
+
+// warn logs msg with args at Warn, unless a line was logged within the
+// limit; the line carries "suppressed", the lines left out before it.
+func (l *kafkaErrorLog) warn(msg string, args ...any) {
 	if !l.lim.Allow() {
 		l.suppressed.Add(1)
 		return
 	}
-	l.log.Warn("kafka client error", "error", fmt.Sprintf(msg, args...), "suppressed", l.suppressed.Swap(0))
+	l.log.Warn(msg, append(args, "suppressed", l.suppressed.Swap(0))...)
 }

@@ -22,6 +22,10 @@ type GroupSource struct {
 	log   *slog.Logger
 	cl    *kafka.Client
 	ready atomic.Bool
+	// joinErr is the last failure to join, nil once joined; joinLog logs
+	// those failures at most every joinWarnEvery.
+	joinErr atomic.Pointer[error]
+	joinLog *kafkaErrorLog
 
 	mu sync.Mutex
 	cg *kafka.ConsumerGroup
@@ -34,11 +38,28 @@ type GroupSource struct {
 // NewGroupSource returns the group source for cfg (validated by the caller).
 func NewGroupSource(cfg Config) *GroupSource {
 	cfg = cfg.withDefaults()
-	return &GroupSource{cfg: cfg, cl: newKafkaClient(cfg), log: cfg.Logger.With("group", cfg.Group, "topic", cfg.InputTopic)}
+	log := cfg.Logger.With("group", cfg.Group, "topic", cfg.InputTopic)
+	return &GroupSource{cfg: cfg, cl: newKafkaClient(cfg), log: log, joinLog: newRateLog(log, joinWarnEvery)}
 }
+
+// joinWarnEvery is the least time between two warnings of failures to join
+// the group (kafka-go retries every second; run names --brokers every 5 s).
+const joinWarnEvery = 30 * time.Second
 
 // Ready reports whether the source is a member of the current generation.
 func (s *GroupSource) Ready() bool { return s.ready.Load() }
+
+// Joined returns nil while the source is a member of the current
+// generation, or why it is not, with the last failure to join.
+func (s *GroupSource) Joined() error {
+	if s.ready.Load() {
+		return nil
+	}
+	if err := s.joinErr.Load(); err != nil {
+		return fmt.Errorf("not joined: cannot join the group through brokers %v: %w", s.cfg.Brokers, *err)
+	}
+	return errors.New("not joined yet")
+}
 
 // Assign joins the group (on the first call) and returns the next
 // generation's partitions. Failures to join are logged and retried until
@@ -57,7 +78,8 @@ func (s *GroupSource) Assign(ctx context.Context) (Assignment, error) {
 			if errors.Is(err, kafka.ErrGroupClosed) {
 				return nil, fmt.Errorf("processor: consumer group: %w", err)
 			}
-			s.log.Warn("joining group failed, retrying", "error", err)
+			s.joinErr.Store(&err)
+			s.joinLog.warn("cannot join the consumer group, retrying", "brokers", s.cfg.Brokers, "error", err)
 			continue
 		}
 		a := &generation{s: s, gen: gen, revoked: make(chan struct{}), done: make(chan struct{})}
@@ -77,6 +99,7 @@ func (s *GroupSource) Assign(ctx context.Context) (Assignment, error) {
 			defer context.AfterFunc(genCtx, func() { close(a.revoked) })()
 			<-a.done // kafka-go rejoins only after this returns
 		})
+		s.joinErr.Store(nil)
 		s.ready.Store(true)
 		s.log.Info("generation joined", "generation", gen.ID)
 		return a, nil

@@ -67,7 +67,7 @@ var (
 
 var statuses = [...]schemas.Status{schemas.StatusOK, schemas.StatusUserNotFound, schemas.StatusInvalidUser, schemas.StatusUnavailable}
 var classes = [...]ErrorClass{ClassTooLarge, ClassNotJSON, ClassNotObject, ClassMissingUserID, ClassInvalidUserID, ClassEnrichment,
-	ClassEnrichmentUnavailable, ClassOutputTooLarge}
+	ClassEnrichmentUnavailable, ClassEncodeFailed, ClassOutputTooLarge}
 
 func statusIndex(s schemas.Status) int {
 	for i, x := range statuses {
@@ -106,7 +106,8 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
 	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
 	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
-	if lag != nil && committed != nil && ratio != nil {
+	oldest, _ := m.Float64ObservableGauge("enricher.partition.oldest_unfinished_age", metric.WithDescription("Age of the oldest record fetched and not yet behind the commit watermark, per partition (0 when none)."), metric.WithUnit("s"))
+	if lag != nil && committed != nil && ratio != nil && oldest != nil {
 		x.registration, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 			for _, ps := range p.partitionStats() {
 				attrs := metric.WithAttributes(attrTopic.String(ps.Topic), attrPartition.String(strconv.Itoa(ps.Partition)))
@@ -116,10 +117,11 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 				if ps.Lag >= 0 {
 					o.ObserveInt64(lag, ps.Lag, attrs)
 				}
+				o.ObserveFloat64(oldest, ps.OldestUnfinished.Seconds(), attrs)
 			}
 			o.ObserveFloat64(ratio, p.enr.hitRatio())
 			return nil
-		}, lag, committed, ratio)
+		}, lag, committed, ratio, oldest)
 	}
 	return x
 }
@@ -215,4 +217,8 @@ type PartitionStats struct {
 	Committed int64 // last committed offset; -1 before the first commit
 	Lag       int64 // high watermark minus committed (or fetched) offset; -1 unknown
 	Pending   int   // fetched records not yet behind the watermark
+	// OldestUnfinished is the age of the oldest record fetched and not
+	// yet behind the watermark (published, dead-lettered or skipped); 0
+	// when there is none. It grows while the partition does not move.
+	OldestUnfinished time.Duration
 }

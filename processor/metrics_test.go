@@ -36,6 +36,7 @@ func TestMetrics(t *testing.T) {
 	sums := map[string]int64{}
 	gauges := map[string]int64{}
 	var ratio float64
+	var oldest []metricdata.DataPoint[float64]
 	hist := map[string]uint64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
@@ -53,7 +54,12 @@ func TestMetrics(t *testing.T) {
 					gauges[m.Name] = dp.Value
 				}
 			case metricdata.Gauge[float64]:
-				ratio = d.DataPoints[0].Value
+				switch m.Name {
+				case "enricher.cache.hit_ratio":
+					ratio = d.DataPoints[0].Value
+				case "enricher.partition.oldest_unfinished_age":
+					oldest = d.DataPoints
+				}
 			case metricdata.Histogram[float64]:
 				for _, dp := range d.DataPoints {
 					hist[m.Name] += dp.Count
@@ -72,6 +78,9 @@ func TestMetrics(t *testing.T) {
 	}
 	if gauges["enricher.consumer.committed_offset"] != 4 || gauges["enricher.consumer.lag"] != 6 {
 		t.Errorf("gauges %v, want committed 4, lag 6", gauges)
+	}
+	if len(oldest) != 1 || oldest[0].Value != 0 {
+		t.Errorf("oldest unfinished age %+v, want one partition at 0 (every record finished)", oldest)
 	}
 	if ratio < 0.33 || ratio > 0.34 {
 		t.Errorf("hit ratio %v, want 1/3", ratio)

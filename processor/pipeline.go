@@ -51,6 +51,10 @@ type Pipeline struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// publishLog and lookupLog log the repeated warnings of the publish
+	// retries and the failing lookups, at most every repeatWarnEvery.
+	publishLog, lookupLog *kafkaErrorLog
+
 	probes      probeSet     // users whose records are being enriched
 	lookupUsers *userGate    // users whose records wait for the API
 	lastAnswer  atomic.Int64 // Config.Now of the last API lookup that succeeded, unix nanos
@@ -94,10 +98,16 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		p.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	p.lookupUsers = newUserGate(nil, cfg.DrainTimeout)
+	p.publishLog = newRateLog(cfg.Logger, repeatWarnEvery)
+	p.lookupLog = newRateLog(cfg.Logger, repeatWarnEvery)
 	p.met = newMetrics(cfg.MeterProvider, p)
 	p.pause = newPauseGate(cfg.UnavailableAfter == 0, cfg.PauseBackoff, func() bool { return p.probes.users() < minProbeUsers }, cfg.Now)
 	return p, nil
 }
+
+// repeatWarnEvery is the least time between two lines of a warning that
+// repeats per record or per retry; each line counts the ones left out.
+const repeatWarnEvery = time.Second
 
 // NewPipeline returns a pipeline enriching with f and publishing with a
 // kafka-go writer to cfg.Brokers; Run feeds it from a Source.
@@ -133,8 +143,8 @@ func (p *Pipeline) paceLookups(f Fetcher) {
 // DrainTimeout on revocation, Config.ShutdownTimeout otherwise; a bounded
 // assignment read to its end drains without limit until one of those
 // happens), releases the partitions and commits once more. It returns nil
-// on a clean stop or an exhausted source, the *FatalError or *TopicError that stopped the
-// pipeline, or src's error. Run runs once.
+// on a clean stop or an exhausted source, the *FatalError, *TopicError or
+// *PartitionError that stopped the pipeline, or src's error. Run runs once.
 func (p *Pipeline) Run(ctx context.Context, src Source) error {
 	sctx, cancel := context.WithCancel(ctx)
 	watched := make(chan struct{})
@@ -303,11 +313,14 @@ func (p *Pipeline) drain(ctx context.Context, claims []*Claim, revoked <-chan st
 	}
 }
 
-// Failed is closed when an app-fatal API answer stopped the pipeline; Err
-// then returns the *FatalError or *TopicError. Sources stop fetching when it closes.
+// Failed is closed when an app-fatal API answer, a permanent write failure
+// or a partition that cannot go on stopped the pipeline; Err then returns
+// the *FatalError, *TopicError or *PartitionError. Sources stop fetching
+// when it closes.
 func (p *Pipeline) Failed() <-chan struct{} { return p.failed }
 
-// Err returns the *FatalError or *TopicError that stopped the pipeline, or nil.
+// Err returns the *FatalError, *TopicError or *PartitionError that stopped
+// the pipeline, or nil.
 func (p *Pipeline) Err() error {
 	select {
 	case <-p.failed:
@@ -386,6 +399,21 @@ func (p *Pipeline) Stats() Stats {
 	}
 	s.CacheHitRatio = p.enr.hitRatio()
 	return s
+}
+
+// Stalled returns an error naming the partitions whose oldest unfinished
+// record is older than Config.StallTimeout, or nil when none is.
+func (p *Pipeline) Stalled() error {
+	var stalled []string
+	for _, ps := range p.partitionStats() {
+		if ps.OldestUnfinished > p.cfg.StallTimeout {
+			stalled = append(stalled, fmt.Sprintf("%s/%d (%d pending, oldest %s)", ps.Topic, ps.Partition, ps.Pending, ps.OldestUnfinished.Round(time.Second)))
+		}
+	}
+	if len(stalled) == 0 {
+		return nil
+	}
+	return fmt.Errorf("partitions not moving for more than %s: %s", p.cfg.StallTimeout, strings.Join(stalled, ", "))
 }
 
 func (p *Pipeline) partitionStats() []PartitionStats {

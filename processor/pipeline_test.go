@@ -380,3 +380,39 @@ func BenchmarkEncodeOutput(b *testing.B) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestEncodeFailureDLQ: an event that passes the decoder but whose
+// enriched record cannot be encoded (a record timestamp past year 9999)
+// goes to the DLQ as encode_failed; the records of its key behind it are
+// published and the watermark passes all of them.
+func TestEncodeFailureDLQ(t *testing.T) {
+	p, pub := newTestPipeline(t, testConfig(), okLookup(1))
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	times := []time.Time{time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(1700000000, 0), time.Unix(1700000001, 0)}
+	for i, ts := range times {
+		m := kafka.Message{Topic: "in", Offset: int64(10 + i), Key: []byte("k"), Value: event("u1", i), Time: ts}
+		if err := c.Submit(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := c.Release(); off != 13 {
+		t.Fatalf("watermark %d, want 13", off)
+	}
+	msgs := pub.messages()
+	if len(msgs) != 3 || msgs[0].Topic != "dlq" || header(msgs[0], HeaderErrorClass) != string(ClassEncodeFailed) ||
+		header(msgs[0], HeaderSourceOffset) != "10" || !strings.Contains(header(msgs[0], HeaderErrorMessage), "year") {
+		t.Fatalf("published %d records; first %s %v", len(msgs), msgs[0].Topic, msgs[0].Headers)
+	}
+	for _, m := range msgs[1:] {
+		if m.Topic != "out" {
+			t.Fatalf("record after the failed one went to %s", m.Topic)
+		}
+	}
+	if st := p.Stats(); st.DLQByClass[ClassEncodeFailed] != 1 || st.Out != 2 || st.InFlight != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -81,3 +81,12 @@ func (p *Processor) Ready() bool { return p.src.Ready() }
 
 // Stats returns a snapshot of the processor's counters.
 func (p *Processor) Stats() Stats { return p.pipe.Stats() }
+
+// Stalled reports the partitions that hold input and have not moved for
+// Config.StallTimeout (see Pipeline.Stalled); nil when none.
+func (p *Processor) Stalled() error { return p.pipe.Stalled() }
+
+// Joined returns nil once the processor is a member of its group's
+// current generation, or why it is not: not joined yet, with the last
+// failure to join (brokers unreachable, for example).
+func (p *Processor) Joined() error { return p.src.Joined() }

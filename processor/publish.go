@@ -185,7 +185,7 @@ func (p *Pipeline) publish(ctx context.Context, msgs []kafka.Message) (int, erro
 		if permanent, tooLarge := p.classifyWrite(ferr, attempt); permanent {
 			return done, &writeError{tooLarge: tooLarge, err: fmt.Errorf("write to %s: %w", msgs[done].Topic, ferr)}
 		}
-		p.cfg.Logger.Warn("publish failed, retrying", "topic", msgs[done].Topic, "error", ferr, "backoff", backoff)
+		p.publishLog.warn("publish failed, retrying", "topic", msgs[done].Topic, "error", ferr, "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -124,7 +124,7 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 		leave()
 		return errReleased
 	}
-	if err := c.wm.add(msg.Offset); err != nil {
+	if err := c.wm.addAt(msg.Offset, r.fetched); err != nil {
 		c.releaseSlots()
 		leave()
 		return err
@@ -288,6 +288,9 @@ func (c *Claim) Committed(offset int64) { c.committed.Store(offset) }
 
 func (c *Claim) stats() PartitionStats {
 	ps := PartitionStats{Topic: c.topic, Partition: c.partition, Committed: c.committed.Load(), Lag: -1, Pending: c.wm.pending()}
+	if at, ok := c.wm.oldest(); ok && !at.IsZero() {
+		ps.OldestUnfinished = max(c.p.cfg.Now().Sub(at), 0)
+	}
 	if hw := c.highWater.Load(); hw > 0 {
 		base := ps.Committed
 		if base < 0 {

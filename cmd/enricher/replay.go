@@ -275,7 +275,7 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 	printSummary(cmd.Root().Writer, s, plan, pr, pipe.Stats(), time.Since(start))
 	switch {
 	case err != nil:
-		return err
+		return namingFlags(cmd, err)
 	case pr.Complete:
 		return nil
 	case ctx.Err() != nil:

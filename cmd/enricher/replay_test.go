@@ -231,7 +231,7 @@ func TestReplayCommandErrors(t *testing.T) {
 		{name: "same topics", args: []string{"--output-topic", "user-events"}, code: 2, setting: "--output-topic"},
 		{name: "missing input topic", args: []string{"--input-topic", "no-such-input"}, code: 2, setting: "--input-topic"},
 		{name: "missing output topic", args: []string{"--output-topic", "no-such-output"}, code: 2, setting: "--auto-create-topics"},
-		{name: "wrong key", env: map[string]string{envSecretKey: "wrong-key-sentinel-0b7d"}, code: 1, setting: "SecretKey"},
+		{name: "wrong key", env: map[string]string{envSecretKey: "wrong-key-sentinel-0b7d"}, code: 1, setting: envSecretKey + " or --im-secret-key-file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -113,7 +113,8 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	if err != nil {
 		return configError(cmd, err)
 	}
-	ops, err := startOps(s.Ops, prov, sh.addChecks(readiness(s.Kafka, proc, api)), log)
+	checks := readiness(s.Kafka, proc, api)
+	ops, err := startOps(s.Ops, prov, sh.addChecks(checks), log)
 	if err != nil {
 		return err
 	}
@@ -137,11 +138,15 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 		defer stop()
 	}
 	g.Go(func() error {
+		watchBrokers(gctx, cmd, proc.Joined, checks["kafka"], s.Kafka.Brokers, log)
+		return nil
+	})
+	g.Go(func() error {
 		err := proc.Run(gctx)
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("processor stopped unexpectedly")
 		}
-		return err
+		return namingFlags(cmd, err)
 	})
 	err = g.Wait()
 	if ctx.Err() != nil && err == nil {

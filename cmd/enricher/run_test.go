@@ -394,3 +394,75 @@ func runScaleOut(t *testing.T, env map[string]string) *simulator.Server {
 	}
 	return st.sim
 }
+
+// TestRunUnreachableBrokers: while no broker answers, run logs one line
+// naming --brokers per brokerWarnEvery (not a warning per retry), and
+// /readyz fails consumer-group with the last failure to join, naming the
+// brokers, while the partitions check passes (nothing fetched, nothing
+// stalled).
+func TestRunUnreachableBrokers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the processor")
+	}
+	old := brokerWarnEvery
+	brokerWarnEvery = 100 * time.Millisecond
+	t.Cleanup(func() { brokerWarnEvery = old })
+	clearEnv(t)
+	dead := freeAddr(t) // nothing listens there
+	httpAddr := freeAddr(t)
+	t.Setenv("ENRICHER_BROKERS", dead)
+	t.Setenv("ENRICHER_IM_BASE_URL", "http://"+freeAddr(t))
+	t.Setenv("ENRICHER_IM_SDKAPPID", "1400000001")
+	t.Setenv("ENRICHER_IM_ADMIN", "administrator")
+	t.Setenv(envSecretKey, testSecret)
+	t.Setenv("ENRICHER_HTTP_ADDR", httpAddr)
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb testsupport.SyncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"enricher", "run", "--log-level", "warn"}, &out, &errb) }()
+
+	const brokersLine = "cannot reach any Kafka broker: check --brokers (ENRICHER_BROKERS)"
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var body string
+	for {
+		var code int
+		code, body, _ = httpGet("http://" + httpAddr + "/readyz")
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "cannot join the group through brokers") &&
+			strings.Count(errb.String(), brokersLine) >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: readyz %d %q\nstderr:\n%s", code, body, errb.String())
+		}
+		select {
+		case c := <-done:
+			t.Fatalf("run exited with %d while the brokers were unreachable\n%s", c, errb.String())
+		case <-tick.C:
+		}
+	}
+	if !strings.Contains(body, "fail consumer-group: not joined: cannot join the group through brokers ["+dead+"]") ||
+		!strings.Contains(body, "ok partitions") || !strings.Contains(body, "fail kafka") {
+		t.Errorf("/readyz body:\n%s", body)
+	}
+	logs := errb.String()
+	// kafka-go retries the join every second; its failures are warned at
+	// most every joinWarnEvery (30s), so once within this test.
+	if n := strings.Count(logs, "cannot join the consumer group"); n > 1 {
+		t.Errorf("%d join warnings, want at most 1:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "brokers="+dead) {
+		t.Errorf("the brokers line does not list the brokers:\n%s", logs)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("run did not stop within 60s")
+	}
+}

@@ -55,17 +55,13 @@ func withKafka(c processor.Config, k kafkaSettings, log *slog.Logger, prov *tele
 	return c
 }
 
-// readiness is what /readyz checks: the group is joined, a broker answers,
-// and the API circuit breaker is not open.
+// readiness is what /readyz checks: the group is joined, no partition is
+// stalled, a broker answers, and the API circuit breaker is not open.
 func readiness(k kafkaSettings, proc *processor.Processor, c *client.Client) map[string]opshttp.Check {
 	dialer := &kafka.Dialer{Timeout: 2 * time.Second, TLS: k.TLS, SASLMechanism: k.SASL}
 	return map[string]opshttp.Check{
-		"consumer-group": opshttp.CheckFunc(func(context.Context) error {
-			if !proc.Ready() {
-				return errors.New("not joined yet")
-			}
-			return nil
-		}),
+		"consumer-group": opshttp.CheckFunc(func(context.Context) error { return proc.Joined() }),
+		"partitions":     opshttp.CheckFunc(func(context.Context) error { return proc.Stalled() }),
 		"kafka": opshttp.CheckFunc(func(ctx context.Context) error {
 			var errs []error
 			for _, b := range k.Brokers {
