@@ -53,6 +53,7 @@ func newApp() *cli.Command {
 			simulatorCommand(),
 			replayCommand(),
 			benchCommand(),
+			dlqCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {
 			if cmd.Args().Present() {
