@@ -23,7 +23,7 @@ var goFieldNames = []string{"client:", "processor:", "invalid config", "Rate ", 
 
 func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 	tests := []struct {
-		name string
+		name   string
 		env    map[string]string // applied over validRunEnv
 		args   []string
 		want   string // the line must contain it
