@@ -75,6 +75,8 @@ func generateCommand() *cli.Command {
 			Usage: "topic the sample events are written to"},
 		&cli.IntFlag{Name: "count", Category: catGenerator, Sources: env("ENRICHER_GEN_COUNT"),
 			Usage: "stop after this many events (default: until interrupted)"},
+		&cli.DurationFlag{Name: "wait", Category: catKafka, Value: 30 * time.Second, Sources: env("ENRICHER_GEN_WAIT"),
+			Usage: "how long to wait at start for a broker to answer (0: do not wait)"},
 	)
 	flags = append(flags, generatorFlags()...)
 	flags = append(flags, logFlags()...)
@@ -106,6 +108,13 @@ func generateCommand() *cli.Command {
 			g, err := eventgen.New(gcfg)
 			if err != nil {
 				return badConfig("%w", err)
+			}
+			if d := cmd.Duration("wait"); d < 0 {
+				return flagError(cmd, "wait", "must not be negative, got %s", d)
+			} else if d > 0 {
+				if err := waitReady(ctx, &k, nil, d); err != nil {
+					return fmt.Errorf("generate: %w (%s)", err, flagRef(cmd, "wait"))
+				}
 			}
 			w := newEventWriter(k, topic)
 			defer w.Close()

@@ -54,6 +54,7 @@ func newApp() *cli.Command {
 			replayCommand(),
 			benchCommand(),
 			dlqCommand(),
+			waitCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {
 			if cmd.Args().Present() {
