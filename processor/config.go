@@ -312,7 +312,7 @@ func (c Config) Validate() error {
 	if c.DrainTimeout > 0 {
 		if rt := cmp.Or(c.RebalanceTimeout, DefaultRebalanceTimeout); c.DrainTimeout >= rt {
 			errs = append(errs, &ConfigError{Field: "DrainTimeout", Value: c.DrainTimeout,
-				Reason: "must be shorter than (a member that drains longer is dropped from the group and its final commit rejected)",
+				Reason: "must be shorter than", // a member that drains longer is dropped from the group and its final commit rejected
 				Other:  "RebalanceTimeout", OtherValue: rt})
 		}
 	}

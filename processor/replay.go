@@ -200,7 +200,7 @@ func (r *Replay) plan(ctx context.Context) error {
 		parts = slices.Sorted(maps.Keys(r.rng.Offsets))
 		for _, p := range parts {
 			if !slices.Contains(all, p) {
-				return fmt.Errorf("%w: replay range: topic %q has no partition %d", ErrConfig, topic, p)
+				return &ConfigError{Field: "Offsets", Value: p, Reason: fmt.Sprintf("names a partition that topic %q does not have (it has partitions %d to %d)", topic, all[0], all[len(all)-1])}
 			}
 		}
 	}

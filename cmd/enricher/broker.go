@@ -61,10 +61,10 @@ func parseBroker(cmd *cli.Command) (devkafka.Config, error) {
 		Partitions: cmd.Int("partitions"),
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
-		return cfg, badConfig("--addr: %q is not HOST:PORT", cfg.Addr)
+		return cfg, flagError(cmd, "addr", "must be HOST:PORT, got %q", cfg.Addr)
 	}
 	if cfg.Partitions < 1 {
-		return cfg, badConfig("--partitions must be at least 1, got %d", cfg.Partitions)
+		return cfg, flagError(cmd, "partitions", "must be at least 1, got %d", cfg.Partitions)
 	}
 	for _, t := range cmd.StringSlice("topics") {
 		if t = strings.TrimSpace(t); t != "" {

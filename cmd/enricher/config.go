@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"slices"
@@ -382,6 +383,26 @@ func checkPositive(cmd *cli.Command, names ...string) error {
 	return nil
 }
 
+// minAPIRate is the lowest --api-rate the client's limiter paces as
+// configured: it uses client.DefaultRateSafety of the rate and needs a
+// budget of at least 2 calls/s (below it, at most one call goes out in any
+// second whatever the rate, and lookups queue past their retry deadline).
+// Rounded up to the hundredth, so the printed minimum is itself accepted.
+var minAPIRate = math.Ceil(2/client.DefaultRateSafety*100) / 100
+
+// checkAPIRate rejects an --api-rate the client cannot work with: zero or
+// less, or below minAPIRate. The upper bound is the client's own check.
+func checkAPIRate(cmd *cli.Command) error {
+	if err := checkPositive(cmd, "api-rate"); err != nil {
+		return err
+	}
+	if v := cmd.Float("api-rate"); v < minAPIRate {
+		return flagError(cmd, "api-rate", "must be at least %g calls/s (the client paces %g%% of it and needs 2 calls/s), got %g",
+			minAPIRate, client.DefaultRateSafety*100, v)
+	}
+	return nil
+}
+
 // positiveFlags are the numeric pipeline flags that must be positive.
 var positiveFlags = []string{
 	"max-in-flight", "max-in-flight-per-partition", "max-event-bytes", "max-record-bytes", "cache-size",
@@ -408,6 +429,11 @@ var configFlags = map[string]string{
 
 	"client.BaseURL": "im-base-url", "client.Region": "im-region", "client.SDKAppID": "im-sdkappid",
 	"client.Admin": "im-admin", "client.Rate": "api-rate",
+}
+
+// configWhy explains the rules whose reason is not obvious from the bound.
+var configWhy = map[string]string{
+	"processor.DrainTimeout": "a member that drains longer is dropped from the group and its final commit rejected",
 }
 
 // configError reports a *ConfigError of the client or processor as the
@@ -454,6 +480,9 @@ func fieldError(cmd *cli.Command, pkg, field string, value any, reason, other st
 	} else if v := flagValue(cmd, configFlags[pkg+"."+field]); v != "" {
 		msg += fmt.Sprintf(", got %q", v)
 	}
+	if why := configWhy[pkg+"."+field]; why != "" {
+		msg += ": " + why
+	}
 	return usageError{errors.New(msg)}
 }
 
@@ -477,7 +506,7 @@ func parseTencent(cmd *cli.Command) (client.Config, error) {
 		Admin:    strings.TrimSpace(cmd.String("im-admin")),
 		Rate:     cmd.Float("api-rate"),
 	}
-	if err := checkPositive(cmd, "api-rate"); err != nil {
+	if err := checkAPIRate(cmd); err != nil {
 		return c, err
 	}
 	region := strings.ToLower(strings.TrimSpace(cmd.String("im-region")))

@@ -108,7 +108,7 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 	if s.Gen, err = parseGenerator(cmd); err != nil {
 		return s, err
 	}
-	if err := checkPositive(cmd, "api-rate"); err != nil {
+	if err := checkAPIRate(cmd); err != nil {
 		return s, err
 	}
 	if err := devClientConfig("http://127.0.0.1", s.APIRate).Validate(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/tencentchat-enricher/enricher/client"
+	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/telemetry"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
@@ -22,10 +23,11 @@ var goFieldNames = []string{"client:", "processor:", "invalid config", "Rate ", 
 
 func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 	tests := []struct {
-		name string
-		env  map[string]string // applied over validRunEnv
-		args []string
-		want string // the line must contain it
+		name   string
+		env    map[string]string // applied over validRunEnv
+		args   []string
+		want   string // the line must contain it
+		broker bool   // ENRICHER_BROKERS names an in-process broker (rules checked against the topic)
 	}{
 		{name: "api rate 0", args: []string{"run", "--api-rate", "0"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0"},
 		{name: "api rate above the limit (flag)", args: []string{"run", "--api-rate", "200.5"}, want: "--api-rate (ENRICHER_API_RATE) must be above 0 and at most 200"},
@@ -73,12 +75,45 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "replay has no start offset", args: []string{"replay", "--start-offset", "latest"}, want: "start-offset"},
 
 		{name: "dev api rate 1", args: []string{"dev", "--api-rate", "-1"}, want: "--api-rate"},
+
+		// The client's limiter needs a budget of 2 calls/s of which it uses
+		// DefaultRateSafety: 2.05 is the lowest rate it paces as asked.
+		{name: "api rate 0.5", args: []string{"run", "--api-rate", "0.5"}, want: "--api-rate (ENRICHER_API_RATE) must be at least 2.05 calls/s"},
+		{name: "api rate 1", env: map[string]string{"ENRICHER_API_RATE": "1"}, args: []string{"run"}, want: "--api-rate (ENRICHER_API_RATE) must be at least 2.05 calls/s"},
+		{name: "api rate 2", args: []string{"run", "--api-rate", "2"}, want: "--api-rate (ENRICHER_API_RATE) must be at least 2.05 calls/s (the client paces 98% of it and needs 2 calls/s), got 2"},
+		{name: "replay api rate 2", args: []string{"replay", "--api-rate", "2"}, want: "--api-rate (ENRICHER_REPLAY_API_RATE) must be at least 2.05"},
+		{name: "dev api rate 2", args: []string{"dev", "--api-rate", "2.04"}, want: "--api-rate (ENRICHER_API_RATE) must be at least 2.05"},
+		{name: "drain timeout above the rebalance timeout", args: []string{"run", "--drain-timeout", "31s"},
+			want: "--drain-timeout (ENRICHER_DRAIN_TIMEOUT) must be shorter than --rebalance-timeout (ENRICHER_REBALANCE_TIMEOUT) (20s), got 31s: a member that drains longer"},
+		{name: "drain timeout equal to a set rebalance timeout", env: map[string]string{"ENRICHER_REBALANCE_TIMEOUT": "8s"}, args: []string{"run", "--drain-timeout", "8s"},
+			want: "--drain-timeout (ENRICHER_DRAIN_TIMEOUT) must be shorter than --rebalance-timeout (ENRICHER_REBALANCE_TIMEOUT) (8s), got 8s"},
+		{name: "replay offsets of a missing partition", broker: true, env: map[string]string{"ENRICHER_LOG_LEVEL": "warn"}, args: []string{"replay", "--offsets", "99=0", "--auto-create-topics"},
+			want: `--offsets (ENRICHER_REPLAY_OFFSETS) names a partition that topic "user-events" does not have (it has partitions 0 to 7), got 99`},
+		{name: "generate rate", args: []string{"generate", "--rate", "0"}, want: "--rate (ENRICHER_GEN_RATE) must be above 0"},
+		{name: "generate count", args: []string{"generate", "--count", "-1"}, want: "--count (ENRICHER_GEN_COUNT) must not be negative"},
+		{name: "generate skew", env: map[string]string{"ENRICHER_GEN_SKEW": "1"}, args: []string{"generate"}, want: "--skew (ENRICHER_GEN_SKEW) must be greater than 1"},
+		{name: "broker partitions", args: []string{"broker", "--partitions", "0"}, want: "--partitions (ENRICHER_BROKER_PARTITIONS) must be at least 1"},
+		{name: "broker addr", args: []string{"broker", "--addr", "9092"}, want: "--addr (ENRICHER_BROKER_ADDR) must be HOST:PORT"},
+	}
+	var brokers string
+	for _, tt := range tests {
+		if tt.broker && brokers == "" {
+			b, err := devkafka.Start(devkafka.Config{Topics: []string{"user-events"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { b.Close() })
+			brokers = b.Addr()
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			validRunEnv(t)
 			for k, v := range tt.env {
 				t.Setenv(k, v)
+			}
+			if tt.broker {
+				t.Setenv("ENRICHER_BROKERS", brokers)
 			}
 			code, stdout, stderr := runApp(t, context.Background(), tt.args...)
 			if code != exitCodeUsage {

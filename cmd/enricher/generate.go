@@ -41,13 +41,13 @@ func parseGenerator(cmd *cli.Command) (eventgen.Config, error) {
 	}
 	switch {
 	case !(cfg.Rate > 0):
-		return cfg, badConfig("--rate must be positive, got %g", cfg.Rate)
+		return cfg, flagError(cmd, "rate", "must be above 0, got %g", cfg.Rate)
 	case cfg.Users < 1:
-		return cfg, badConfig("--users must be at least 1, got %d", cfg.Users)
+		return cfg, flagError(cmd, "users", "must be at least 1, got %d", cfg.Users)
 	case !(cfg.Skew > 1):
-		return cfg, badConfig("--skew must be greater than 1, got %g", cfg.Skew)
+		return cfg, flagError(cmd, "skew", "must be greater than 1, got %g", cfg.Skew)
 	case !(cfg.MalformedShare >= 0 && cfg.MalformedShare <= 1):
-		return cfg, badConfig("--malformed-share must be between 0 and 1, got %g", cfg.MalformedShare)
+		return cfg, flagError(cmd, "malformed-share", "must be between 0 and 1, got %g", cfg.MalformedShare)
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, badConfig("%w", err)
@@ -78,6 +78,8 @@ func generateCommand() *cli.Command {
 			Usage: "topic the sample events are written to"},
 		&cli.IntFlag{Name: "count", Category: catGenerator, Sources: env("ENRICHER_GEN_COUNT"),
 			Usage: "stop after this many events (default: until interrupted)"},
+		&cli.DurationFlag{Name: "wait", Category: catKafka, Value: 30 * time.Second, Sources: env("ENRICHER_GEN_WAIT"),
+			Usage: "how long to wait at start for a broker to answer (0: do not wait)"},
 	)
 	flags = append(flags, generatorFlags()...)
 	flags = append(flags, logFlags()...)
@@ -99,16 +101,23 @@ func generateCommand() *cli.Command {
 				return err
 			}
 			if gcfg.Count = cmd.Int("count"); gcfg.Count < 0 {
-				return badConfig("--count must not be negative, got %d", gcfg.Count)
+				return flagError(cmd, "count", "must not be negative, got %d", gcfg.Count)
 			}
 			topic := cmd.String("input-topic")
 			if topic == "" {
-				return badConfig("--input-topic must not be empty")
+				return flagError(cmd, "input-topic", "must not be empty")
 			}
 			log := newLogger(logs, cmd.Root().ErrWriter)
 			g, err := eventgen.New(gcfg)
 			if err != nil {
 				return badConfig("%w", err)
+			}
+			if d := cmd.Duration("wait"); d < 0 {
+				return flagError(cmd, "wait", "must not be negative, got %s", d)
+			} else if d > 0 {
+				if err := waitReady(ctx, &k, nil, d); err != nil {
+					return fmt.Errorf("generate: %w (%s)", err, flagRef(cmd, "wait"))
+				}
 			}
 			w := newEventWriter(k, topic)
 			defer w.Close()

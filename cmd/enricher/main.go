@@ -53,6 +53,8 @@ func newApp() *cli.Command {
 			simulatorCommand(),
 			replayCommand(),
 			benchCommand(),
+			dlqCommand(),
+			waitCommand(),
 		},
 		Action: func(_ context.Context, cmd *cli.Command) error {
 			if cmd.Args().Present() {

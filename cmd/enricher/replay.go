@@ -260,7 +260,7 @@ func runReplay(ctx context.Context, cmd *cli.Command, s replaySettings) error {
 		case errors.As(err, &missing):
 			return usageError{fmt.Errorf("topic %q does not exist: create it, or pass %s", missing.Topic, flagRef(cmd, "auto-create-topics"))}
 		case errors.Is(err, processor.ErrConfig):
-			return badConfig("%w", err)
+			return configError(cmd, err)
 		}
 		return err
 	}
