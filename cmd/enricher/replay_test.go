@@ -225,7 +225,7 @@ func TestReplayCommandErrors(t *testing.T) {
 		{name: "bad offsets", args: []string{"--offsets", "0:5"}, code: 2, setting: "--offsets"},
 		{name: "offsets end before start", args: []string{"--offsets", "0=5:4"}, code: 2, setting: "--offsets"},
 		{name: "offsets partition twice", args: []string{"--offsets", "0=1,0=2"}, code: 2, setting: "--offsets"},
-		{name: "no such partition", args: []string{"--offsets", "9=0"}, code: 2, setting: "partition 9"},
+		{name: "no such partition", args: []string{"--offsets", "9=0"}, code: 2, setting: "--offsets"},
 		{name: "bad progress", args: []string{"--progress", "fancy"}, code: 2, setting: "--progress"},
 		{name: "api rate above the budget", args: []string{"--api-rate", "500"}, code: 2, setting: "--api-rate"},
 		{name: "same topics", args: []string{"--output-topic", "user-events"}, code: 2, setting: "--output-topic"},
