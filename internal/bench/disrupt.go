@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
+	"github.com/tencentchat-enricher/enricher/internal/redisserver"
 )
 
 // measureDisrupted runs a disrupted scenario: the processor against the
@@ -43,7 +44,7 @@ func (r *Runner) measureDisrupted(ctx context.Context, s Scenario, res *Result) 
 	users += s.FirstUser + s.ReplayEvents // the replay's users follow live's
 	d := &disruptedRun{r: r}
 	if s.Shared {
-		rs, err := startRedis(ctx)
+		rs, err := redisserver.Start(ctx)
 		if err != nil {
 			return err
 		}
@@ -155,7 +156,7 @@ type disruptedRun struct {
 	// Shared scenarios: the Redis, the simulator's call log, when Redis
 	// was killed and answered again (DisruptRedis), and the live input
 	// to produce mid-run (DisruptReplay).
-	redis              *redisServer
+	redis              *redisserver.Server
 	log                *callLog
 	redisDown, redisUp time.Time
 	liveInput          func(ctx context.Context) error

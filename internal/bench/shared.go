@@ -277,7 +277,7 @@ func (d *disruptedRun) redisOutage(ctx context.Context, s Scenario) error {
 	if err := d.waitArrived(ctx, d.want/5); err != nil {
 		return err
 	}
-	d.redis.kill()
+	d.redis.Kill()
 	d.redisDown = time.Now()
 	d.watch.disrupted()
 	down := time.NewTimer(s.RedisDown)
@@ -287,7 +287,7 @@ func (d *disruptedRun) redisOutage(ctx context.Context, s Scenario) error {
 		down.Stop()
 		return ctx.Err()
 	}
-	if err := d.redis.start(ctx); err != nil {
+	if err := d.redis.Restart(ctx); err != nil {
 		return err
 	}
 	d.redisUp = time.Now()
