@@ -227,7 +227,9 @@ func TestDLQRedriveAfterOutage(t *testing.T) {
 		for _, h := range m.Headers {
 			if h.Key == deadletter.HeaderRedriveOf {
 				var rec struct {
-					Event      struct{ UserID string `json:"user_id"` }
+					Event struct {
+						UserID string `json:"user_id"`
+					}
 					Enrichment struct{ Status string }
 				}
 				if err := json.Unmarshal(m.Value, &rec); err != nil {
