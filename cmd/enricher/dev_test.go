@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tencentchat-enricher/enricher/internal/opshttp"
 	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
@@ -323,5 +327,27 @@ func setFaults(t *testing.T, base, body string) {
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("POST /faults %s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+func TestReadinessText(t *testing.T) {
+	ok := opshttp.CheckFunc(func(context.Context) error { return nil })
+	fail := opshttp.CheckFunc(func(context.Context) error { return errors.New("down") })
+	degraded := opshttp.CheckFunc(func(context.Context) error { return opshttp.Degraded(errors.New("redis")) })
+	slow := opshttp.CheckFunc(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	tests := []struct {
+		checks map[string]opshttp.Check
+		want   string
+	}{
+		{nil, "ready"},
+		{map[string]opshttp.Check{"kafka": ok, "api-breaker": ok}, "ready"},
+		{map[string]opshttp.Check{"kafka": ok, "shared-budget": degraded}, "ready, degraded (shared-budget)"},
+		{map[string]opshttp.Check{"kafka": fail, "api-breaker": fail, "shared-budget": degraded}, "not ready (api-breaker, kafka)"},
+		{map[string]opshttp.Check{"kafka": slow}, "not ready (kafka)"},
+	}
+	for _, tt := range tests {
+		if got := readinessText(context.Background(), tt.checks, 10*time.Millisecond); got != tt.want {
+			t.Errorf("%v: %q, want %q", slices.Sorted(maps.Keys(tt.checks)), got, tt.want)
+		}
 	}
 }
