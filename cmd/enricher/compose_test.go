@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -28,6 +29,7 @@ type composeService struct {
 	Command     []string          `yaml:"command"`
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
+	Volumes     []string          `yaml:"volumes"`
 	DependsOn   map[string]any    `yaml:"depends_on"`
 }
 
@@ -93,7 +95,7 @@ func TestComposeServices(t *testing.T) {
 	c := loadCompose(t)
 	app := newApp()
 
-	for _, name := range []string{"kafka", "topics", "redis", "jaeger", "simulator", "generator", "enricher", "enricher-2"} {
+	for _, name := range []string{"kafka", "topics", "redis", "jaeger", "simulator", "generator", "enricher", "enricher-2", "prometheus", "grafana"} {
 		if _, ok := c.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
@@ -252,6 +254,162 @@ func TestComposeWiring(t *testing.T) {
 	}
 	if !slices.Contains(publishedPorts(jaeger), "16686") {
 		t.Error("jaeger UI port 16686 not published")
+	}
+}
+
+// mounts returns a service's bind mounts, container path -> repository path.
+func mounts(t *testing.T, name string, s composeService) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || !strings.HasPrefix(parts[0], "./") {
+			t.Errorf("%s: volume %q is not a bind mount of a repository path", name, v)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("..", "..", parts[0])); err != nil {
+			t.Errorf("%s: mounts %s, which does not exist: %v", name, parts[0], err)
+		}
+		if len(parts) == 3 && parts[2] != "ro" {
+			t.Errorf("%s: %s is mounted %q, want read-only", name, parts[0], parts[2])
+		}
+		out[parts[1]] = parts[0]
+	}
+	return out
+}
+
+// inContainer maps a path inside a container to the repository path its
+// mounts put there ("" when none does).
+func inContainer(m map[string]string, path string) string {
+	for target, src := range m {
+		if path == target {
+			return src
+		}
+		if rest, ok := strings.CutPrefix(path, target+"/"); ok {
+			return src + "/" + rest
+		}
+	}
+	return ""
+}
+
+// TestComposeMonitoring: Prometheus scrapes every enricher replica on its
+// ops port and loads the alert rules; Grafana's provisioned datasource is
+// that Prometheus and its dashboard provider finds the dashboard.
+func TestComposeMonitoring(t *testing.T) {
+	c := loadCompose(t)
+	prom, graf := c.Services["prometheus"], c.Services["grafana"]
+	if !strings.HasPrefix(prom.Image, "prom/prometheus:") || !strings.HasPrefix(graf.Image, "grafana/grafana") {
+		t.Errorf("images %q, %q; want prom/prometheus and grafana/grafana", prom.Image, graf.Image)
+	}
+
+	pm := mounts(t, "prometheus", prom)
+	configPath := "/etc/prometheus/prometheus.yml" // the image's default
+	for _, a := range prom.Command {
+		if v, ok := strings.CutPrefix(a, "--config.file="); ok {
+			configPath = v
+		}
+	}
+	src := inContainer(pm, configPath)
+	if src == "" {
+		t.Fatalf("prometheus: nothing mounted at its --config.file %s", configPath)
+	}
+	var cfg struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(repoFile(t, src), &cfg); err != nil {
+		t.Fatalf("%s: %v", src, err)
+	}
+	if len(cfg.RuleFiles) == 0 {
+		t.Error("prometheus.yml loads no rule files")
+	}
+	for _, rf := range cfg.RuleFiles {
+		if r := inContainer(pm, rf); r == "" || !strings.HasSuffix(r, ".rules.yml") {
+			t.Errorf("rule_files %s: not mounted from a deploy/prometheus/*.rules.yml (got %q)", rf, r)
+		}
+	}
+	targets := map[string]bool{}
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.MetricsPath != "" && sc.MetricsPath != "/metrics" {
+			t.Errorf("job %s scrapes %s, the enricher serves /metrics", sc.JobName, sc.MetricsPath)
+		}
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = true
+			}
+		}
+	}
+	want := map[string]bool{}
+	for name, s := range c.Services {
+		if len(s.Command) == 0 || s.Command[0] != "run" {
+			continue
+		}
+		_, port, err := net.SplitHostPort(s.Environment["ENRICHER_HTTP_ADDR"])
+		if err != nil {
+			t.Errorf("%s: ENRICHER_HTTP_ADDR=%q", name, s.Environment["ENRICHER_HTTP_ADDR"])
+			continue
+		}
+		want[net.JoinHostPort(name, port)] = true
+	}
+	if len(want) < 2 || !maps.Equal(targets, want) {
+		t.Errorf("prometheus scrapes %v, the enricher services serve /metrics on %v", slices.Sorted(maps.Keys(targets)), slices.Sorted(maps.Keys(want)))
+	}
+	if _, ok := prom.DependsOn["enricher"]; !ok {
+		t.Error("prometheus does not start after the enricher")
+	}
+
+	gm := mounts(t, "grafana", graf)
+	prov := inContainer(gm, "/etc/grafana/provisioning") // the image's GF_PATHS_PROVISIONING
+	if prov == "" {
+		t.Fatal("grafana: nothing mounted at /etc/grafana/provisioning")
+	}
+	var ds struct {
+		Datasources []struct {
+			UID  string `yaml:"uid"`
+			Type string `yaml:"type"`
+			URL  string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(repoFile(t, prov+"/datasources/prometheus.yml"), &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Datasources) != 1 || ds.Datasources[0].Type != "prometheus" {
+		t.Fatalf("grafana datasources %+v, want one prometheus", ds.Datasources)
+	}
+	u, err := url.Parse(ds.Datasources[0].URL)
+	if err != nil || u.Hostname() != "prometheus" || u.Port() != "9090" || !slices.Contains(publishedPorts(prom), "9090") {
+		t.Errorf("grafana datasource URL %q is not the prometheus service on its port 9090 (%v)", ds.Datasources[0].URL, prom.Ports)
+	}
+	var dash struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(repoFile(t, prov+"/dashboards/enricher.yml"), &dash); err != nil {
+		t.Fatal(err)
+	}
+	if len(dash.Providers) == 0 {
+		t.Fatal("grafana: no dashboard provider")
+	}
+	dir := inContainer(gm, dash.Providers[0].Options.Path)
+	if dir == "" {
+		t.Fatalf("grafana: nothing mounted at the provider's path %s", dash.Providers[0].Options.Path)
+	}
+	board := string(repoFile(t, dir+"/enricher.json"))
+	uid := ds.Datasources[0].UID
+	if !strings.Contains(board, `"uid": "`+uid+`"`) {
+		t.Errorf("the dashboard does not use the provisioned datasource uid %q", uid)
+	}
+	if home := graf.Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]; home != "" && inContainer(gm, home) == "" {
+		t.Errorf("grafana home dashboard %s is not mounted", home)
 	}
 }
 

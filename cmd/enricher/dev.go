@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/tencentchat-enricher/enricher/client/simulator"
 	"github.com/tencentchat-enricher/enricher/internal/devkafka"
 	"github.com/tencentchat-enricher/enricher/internal/eventgen"
+	"github.com/tencentchat-enricher/enricher/internal/opshttp"
 	"github.com/tencentchat-enricher/enricher/processor"
 )
 
@@ -157,7 +160,19 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		return badConfig("--data-dir: %w", err)
 	}
 
-	prov, err := newTelemetry(ctx)
+	// Console spans go to a file, not between the summary lines.
+	var spansPath string
+	var spans io.Writer
+	if os.Getenv("OTEL_TRACES_EXPORTER") == "console" {
+		spansPath = filepath.Join(s.DataDir, devSpansFile)
+		f, err := os.OpenFile(spansPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+		if err != nil {
+			return badConfig("--data-dir: spans file: %w", err)
+		}
+		defer f.Close() // after the providers' shutdown has flushed
+		spans = f
+	}
+	prov, err := newTelemetryTo(ctx, spans)
 	if err != nil {
 		return err
 	}
@@ -199,7 +214,8 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		defer inst.close()
 		insts[i] = inst
 	}
-	ops, err := startOps(s.Ops, prov, devReadiness(k, insts), log)
+	checks := devReadiness(k, insts)
+	ops, err := startOps(s.Ops, prov, checks, log)
 	if err != nil {
 		return err
 	}
@@ -226,6 +242,9 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(out, "  read the output: kcat -C -b %s -t %s -e\n", broker.Addr(), s.Pipeline.OutputTopic)
 	if ops != nil {
 		fmt.Fprintf(out, "  metrics: http://%s/metrics  readiness: http://%s/readyz\n", ops.Addr(), ops.Addr())
+	}
+	if spansPath != "" {
+		fmt.Fprintf(out, "  spans (OTEL_TRACES_EXPORTER=console): %s, one JSON object per span\n", spansPath)
 	}
 	fmt.Fprintln(out, "  Ctrl-C stops")
 
@@ -263,7 +282,7 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		g.Go(func() error { return tailSamples(procCtx, k, s.Pipeline.OutputTopic, samples, log) })
 	}
 	g.Go(func() error {
-		summarize(procCtx, out, s, insts, gen, sim, samples)
+		summarize(procCtx, out, s, insts, checks, gen, sim, samples)
 		return nil
 	})
 	err = g.Wait()
@@ -306,8 +325,11 @@ func tailSamples(ctx context.Context, k kafkaSettings, topic string, samples cha
 	return g.Wait()
 }
 
-// summarize prints one line per interval and up to s.Samples enriched records.
-func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devInstance, gen *eventgen.Generator, sim *simulator.Server, samples <-chan kafka.Message) {
+// summarize prints one line per interval and up to s.Samples enriched
+// records. The line ends with what /readyz would say (checks) and the
+// state of each instance's API circuit breaker.
+func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devInstance, checks map[string]opshttp.Check,
+	gen *eventgen.Generator, sim *simulator.Server, samples <-chan kafka.Message) {
 	t := time.NewTicker(s.SummaryInterval)
 	defer t.Stop()
 	start := time.Now()
@@ -332,9 +354,9 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devIn
 			if known {
 				lagText = fmt.Sprint(lag)
 			}
-			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d%s\n",
+			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d | %s | breaker %s%s\n",
 				now.Sub(start).Round(time.Second), gen.Stats().Sent, st.In, st.Out, st.DLQ, rate,
-				100*st.CacheHitRatio, lagText, st.InFlight, per)
+				100*st.CacheHitRatio, lagText, st.InFlight, readinessText(ctx, checks, s.SummaryInterval), breakerText(insts), per)
 			for i := 0; i < s.Samples; i++ {
 				select {
 				case m := <-samples:
@@ -345,6 +367,44 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devIn
 			}
 		}
 	}
+}
+
+// devSpansFile is the file under --data-dir receiving the console spans.
+const devSpansFile = "spans.jsonl"
+
+// readinessText evaluates the readiness checks as /readyz does: "ready",
+// "ready, degraded (NAME...)" or "not ready (NAME...)". A check taking
+// longer than the summary interval (at most 2s) counts as failing.
+func readinessText(ctx context.Context, checks map[string]opshttp.Check, interval time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, min(interval, 2*time.Second))
+	defer cancel()
+	var failing, degraded []string
+	for _, name := range slices.Sorted(maps.Keys(checks)) {
+		switch err := checks[name].Check(ctx); {
+		case err == nil:
+		case opshttp.IsDegraded(err):
+			degraded = append(degraded, name)
+		default:
+			failing = append(failing, name)
+		}
+	}
+	switch {
+	case len(failing) > 0:
+		return "not ready (" + strings.Join(failing, ", ") + ")"
+	case len(degraded) > 0:
+		return "ready, degraded (" + strings.Join(degraded, ", ") + ")"
+	}
+	return "ready"
+}
+
+// breakerText is the state of each instance's API circuit breaker:
+// "closed", or "closed/open/..." with several instances.
+func breakerText(insts []*devInstance) string {
+	states := make([]string, len(insts))
+	for i, inst := range insts {
+		states[i] = inst.api.BreakerState().String()
+	}
+	return strings.Join(states, "/")
 }
 
 // topicRecords returns the sum of the topic's partition end offsets (0 when unknown).

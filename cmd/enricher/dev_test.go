@@ -2,12 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tencentchat-enricher/enricher/internal/opshttp"
 	"github.com/tencentchat-enricher/enricher/internal/testsupport"
 )
 
@@ -170,4 +179,175 @@ func FuzzSampleLine(f *testing.F) {
 			t.Errorf("uncut record changed: %q -> %q", b, got)
 		}
 	})
+}
+
+// devProcess is `enricher dev` running in-process.
+type devProcess struct {
+	out, errb testsupport.SyncBuffer
+	cancel    context.CancelFunc
+	exited    chan int
+	scanned   int // bytes of out already matched by waitLine
+}
+
+func startDev(t *testing.T, dataDir string, extra ...string) *devProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &devProcess{cancel: cancel, exited: make(chan int, 1)}
+	go func() {
+		d.exited <- run(ctx, append([]string{"enricher", "dev", "--data-dir", dataDir, "--kafka-addr", "127.0.0.1:0",
+			"--http-addr", "", "--rate", "100", "--summary-interval", "200ms", "--sim-latency", "1ms", "--sim-jitter", "1ms",
+			"--partitions", "3", "--log-level", "error", "--samples", "0"}, extra...), &d.out, &d.errb)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-d.exited
+	})
+	return d
+}
+
+// waitLine waits for a line printed after the last matched one that
+// satisfies ok, and returns it.
+func (d *devProcess) waitLine(t *testing.T, what string, ok func(string) bool) string {
+	t.Helper()
+	var found string
+	testsupport.WaitFor(t, 60*time.Second, what, func() bool {
+		select {
+		case code := <-d.exited:
+			d.exited <- code
+			t.Fatalf("dev exited with %d while waiting for %s\nstdout:\n%s\nstderr:\n%s", code, what, d.out.String(), d.errb.String())
+		default:
+		}
+		s := d.out.String()
+		end := strings.LastIndexByte(s, '\n') + 1
+		for line := range strings.Lines(s[d.scanned:end]) {
+			d.scanned += len(line)
+			if ok(line) {
+				found = line
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+// stop interrupts dev as Ctrl-C does and returns its exit code.
+func (d *devProcess) stop(t *testing.T) int {
+	t.Helper()
+	d.cancel()
+	select {
+	case code := <-d.exited:
+		d.exited <- code
+		return code
+	case <-time.After(60 * time.Second):
+		t.Fatal("dev did not stop within 60s of the interrupt")
+	}
+	return -1
+}
+
+// TestDevConsoleSpansAndHealth: with OTEL_TRACES_EXPORTER=console the spans
+// go to the file the header names, not to stdout; the summary line shows
+// readiness and the breaker, and follows an API outage and its end.
+func TestDevConsoleSpansAndHealth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole stack")
+	}
+	clearEnv(t)
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_SAMPLER"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("OTEL_TRACES_EXPORTER", "console")
+	dir := t.TempDir()
+	d := startDev(t, dir)
+
+	spansRE := regexp.MustCompile(`^  spans \(OTEL_TRACES_EXPORTER=console\): (\S+), one JSON object per span`)
+	m := spansRE.FindStringSubmatch(d.waitLine(t, "the spans file in the header", spansRE.MatchString))
+	if want := filepath.Join(dir, devSpansFile); m[1] != want {
+		t.Errorf("spans file %s, want %s", m[1], want)
+	}
+	sim := regexp.MustCompile(`simulator (http://127\.0\.0\.1:\d+)`).FindStringSubmatch(d.out.String())
+	if sim == nil {
+		t.Fatalf("no simulator URL in the header:\n%s", d.out.String())
+	}
+	healthy := func(line string) bool {
+		m := summaryRE.FindStringSubmatch(line)
+		n := 0
+		if m != nil {
+			n, _ = strconv.Atoi(m[2])
+		}
+		return n >= 10 && strings.HasSuffix(strings.TrimSpace(line), "| ready | breaker closed")
+	}
+	d.waitLine(t, "a ready summary with a closed breaker", healthy)
+
+	// An outage: the breaker opens and the process is not ready, saying why.
+	setFaults(t, sim[1], `{"OutageFor":"5m"}`)
+	line := d.waitLine(t, "a summary with the breaker open", func(l string) bool { return strings.Contains(l, "| breaker open") })
+	if !strings.Contains(line, "| not ready (") || !strings.Contains(line, "api-breaker") {
+		t.Errorf("breaker open but the line does not say not ready (api-breaker): %s", line)
+	}
+	setFaults(t, sim[1], `{"OutageFor":"1ns"}`) // ends it
+	d.waitLine(t, "ready again after the outage", healthy)
+
+	if code := d.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, d.errb.String())
+	}
+	out := d.out.String()
+	if strings.Contains(out, `"SpanContext"`) || strings.Contains(out, `"TraceID"`) {
+		t.Errorf("spans on stdout:\n%.2000s", out)
+	}
+	f, err := os.Open(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names := map[string]int{}
+	dec := json.NewDecoder(f)
+	for {
+		var span struct{ Name string }
+		if err := dec.Decode(&span); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", m[1], err)
+		}
+		names[span.Name]++
+	}
+	if names["process user-events"] == 0 || names["send user-events-enriched"] == 0 {
+		t.Errorf("spans file holds %v, want the records' consumer and producer spans", names)
+	}
+}
+
+// setFaults posts a faults JSON to the simulator at base.
+func setFaults(t *testing.T, base, body string) {
+	t.Helper()
+	resp, err := http.Post(base+"/faults", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST /faults %s: %d %s", body, resp.StatusCode, b)
+	}
+}
+
+func TestReadinessText(t *testing.T) {
+	ok := opshttp.CheckFunc(func(context.Context) error { return nil })
+	fail := opshttp.CheckFunc(func(context.Context) error { return errors.New("down") })
+	degraded := opshttp.CheckFunc(func(context.Context) error { return opshttp.Degraded(errors.New("redis")) })
+	slow := opshttp.CheckFunc(func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	tests := []struct {
+		checks map[string]opshttp.Check
+		want   string
+	}{
+		{nil, "ready"},
+		{map[string]opshttp.Check{"kafka": ok, "api-breaker": ok}, "ready"},
+		{map[string]opshttp.Check{"kafka": ok, "shared-budget": degraded}, "ready, degraded (shared-budget)"},
+		{map[string]opshttp.Check{"kafka": fail, "api-breaker": fail, "shared-budget": degraded}, "not ready (api-breaker, kafka)"},
+		{map[string]opshttp.Check{"kafka": slow}, "not ready (kafka)"},
+	}
+	for _, tt := range tests {
+		if got := readinessText(context.Background(), tt.checks, 10*time.Millisecond); got != tt.want {
+			t.Errorf("%v: %q, want %q", slices.Sorted(maps.Keys(tt.checks)), got, tt.want)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -21,7 +22,13 @@ import (
 
 // newTelemetry builds the OTel providers and installs them as globals.
 func newTelemetry(ctx context.Context) (*telemetry.Providers, error) {
-	prov, err := telemetry.New(ctx, telemetry.Config{ServiceName: "enricher", ServiceVersion: readBuildInfo().Version})
+	return newTelemetryTo(ctx, nil)
+}
+
+// newTelemetryTo is newTelemetry with the console trace exporter
+// (OTEL_TRACES_EXPORTER=console) writing to console (nil: stdout).
+func newTelemetryTo(ctx context.Context, console io.Writer) (*telemetry.Providers, error) {
+	prov, err := telemetry.New(ctx, telemetry.Config{ServiceName: "enricher", ServiceVersion: readBuildInfo().Version, ConsoleWriter: console})
 	if err != nil {
 		// An invalid OTEL_* variable is a configuration error.
 		return nil, badConfig("%w", err)

@@ -31,6 +31,13 @@ type Check interface {
 // when no other check fails.
 func Degraded(err error) error { return degradedError{err} }
 
+// IsDegraded reports whether a check's error is a degradation (Degraded):
+// the process is still ready.
+func IsDegraded(err error) bool {
+	var d degradedError
+	return errors.As(err, &d)
+}
+
 type degradedError struct{ err error }
 
 func (d degradedError) Error() string { return d.err.Error() }

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 
@@ -33,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -47,6 +49,10 @@ type Config struct {
 	ServiceName string
 	// ServiceVersion is the service.version attribute. Default: unset.
 	ServiceVersion string
+	// ConsoleWriter receives the spans of the console exporter
+	// (OTEL_TRACES_EXPORTER=console), one JSON object per span. Default:
+	// standard output. The caller closes it after Shutdown.
+	ConsoleWriter io.Writer
 }
 
 // Providers holds the tracer and meter providers and the Prometheus
@@ -103,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Providers, error) {
 		return nil, err
 	}
 	if tracesRequested() {
-		exp, err := autoexport.NewSpanExporter(ctx)
+		exp, err := spanExporter(ctx, cfg)
 		if err != nil {
 			_ = mp.Shutdown(ctx)
 			return nil, fmt.Errorf("telemetry: trace exporter from OTEL_* environment: %w", err)
@@ -121,6 +127,15 @@ func New(ctx context.Context, cfg Config) (*Providers, error) {
 		prov.TracerProvider = newPropagator(sampler)
 	}
 	return prov, nil
+}
+
+// spanExporter is the exporter OTEL_* asks for; the console exporter
+// writes to cfg.ConsoleWriter when it is set.
+func spanExporter(ctx context.Context, cfg Config) (sdktrace.SpanExporter, error) {
+	if cfg.ConsoleWriter != nil && os.Getenv("OTEL_TRACES_EXPORTER") == "console" {
+		return stdouttrace.New(stdouttrace.WithWriter(cfg.ConsoleWriter))
+	}
+	return autoexport.NewSpanExporter(ctx)
 }
 
 // tracesRequested reports whether the environment asks for trace export.

@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -156,5 +158,26 @@ func TestSpansWithoutExport(t *testing.T) {
 	p.Propagator.Inject(ctx, propagation.MapCarrier(carrier))
 	if !strings.HasPrefix(carrier["traceparent"], "00-"+span.SpanContext().TraceID().String()) {
 		t.Errorf("traceparent %q does not carry the span's trace id", carrier["traceparent"])
+	}
+}
+
+// TestConsoleWriter: with OTEL_TRACES_EXPORTER=console and a ConsoleWriter,
+// spans are written there, one JSON object each, and nothing to stdout.
+func TestConsoleWriter(t *testing.T) {
+	unsetOTEL(t)
+	t.Setenv("OTEL_TRACES_EXPORTER", "console")
+	var buf bytes.Buffer
+	p, err := New(context.Background(), Config{ConsoleWriter: &buf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := p.TracerProvider.Tracer("test").Start(context.Background(), "console-span")
+	span.End()
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Name string }
+	if err := json.Unmarshal(bytes.TrimSpace(buf.Bytes()), &got); err != nil || got.Name != "console-span" {
+		t.Fatalf("console writer holds %q (%v), want the span as one JSON object", buf.String(), err)
 	}
 }
