@@ -160,9 +160,10 @@ func (b *breaker) allow(last error) (done func(error), err error) {
 		}
 		return nil, &BreakerOpenError{RetryAfter: d, Last: last, Ready: ready}
 	}
+	probe := b.cb.State() == gobreaker.StateHalfOpen
 	return func(err error) {
 		cbDone(err)
-		if b.cb.State() == gobreaker.StateHalfOpen {
+		if probe && b.cb.State() == gobreaker.StateHalfOpen {
 			// A probe ended without a transition (excluded, or one of
 			// several): let the waiting callers try.
 			b.mu.Lock()
@@ -170,4 +171,14 @@ func (b *breaker) allow(last error) (done func(error), err error) {
 			b.mu.Unlock()
 		}
 	}, nil
+}
+
+// refuse returns the *BreakerOpenError of a call allowed before the
+// breaker opened, while it waited for its turn; nil while the breaker does
+// not hold calls back.
+func (b *breaker) refuse(last error) error {
+	if d, ready := b.hold(); d > 0 {
+		return &BreakerOpenError{RetryAfter: d, Last: last, Ready: ready}
+	}
+	return nil
 }

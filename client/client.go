@@ -228,6 +228,14 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if err != nil {
 			return nil, err
 		}
+		// The breaker may have opened while the call waited for its turn
+		// (calls queue behind the limiter): do not send it to a server
+		// known to be down.
+		if err := c.br.refuse(last); err != nil {
+			slot.cancel()
+			done(errNotSent)
+			return nil, err
+		}
 
 		sent := time.Now()
 		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, slot, done)
