@@ -136,12 +136,6 @@ func (b *breaker) state() BreakerState {
 	return fromGobreaker(b.cb.State())
 }
 
-// retryAfter estimates how long until the breaker lets a probe through.
-func (b *breaker) retryAfter() time.Duration {
-	d, _ := b.hold()
-	return d
-}
-
 // allow asks the breaker for one call. It returns done, to be called with
 // the call's outcome (errNotSent when it was not sent), or a
 // *BreakerOpenError (last is the error of the attempt before).

@@ -40,9 +40,10 @@ type outageResult struct {
 
 // outageRecovery runs a processor with the client's default retry and
 // breaker settings through an API outage of d, with records of users not
-// looked up yet arriving as it starts, and checks that every record is
-// enriched once after it.
-func outageRecovery(t testing.TB, d time.Duration) outageResult {
+// looked up yet arriving delay after it starts (which moves the breaker's
+// probes relative to its end), and checks that every record is enriched
+// once after it.
+func outageRecovery(t testing.TB, d, delay time.Duration) outageResult {
 	srv, _ := startSimulator(t, simulator.GenConfig{Seed: 9, Users: 300, UnknownShare: -1}, simulator.Faults{})
 	c := startCluster(t, 2)
 	const n, before = 300, 50
@@ -59,6 +60,7 @@ func outageRecovery(t testing.TB, d time.Duration) outageResult {
 	end := time.Now().Add(d)
 	f.armed.Store(true)
 	lookups0, calls0 := f.lookups.Load(), srv.Stats().Total
+	<-time.After(delay)
 	c.produce(msgs[before:])
 	testsupport.WaitFor(t, d+time.Minute, "a lookup answered after the outage", func() bool { return f.firstOK.Load() != 0 })
 	res := outageResult{
@@ -85,7 +87,7 @@ func outageRecovery(t testing.TB, d time.Duration) outageResult {
 // per open period.
 func TestOutageRecovery(t *testing.T) {
 	const outage = 4 * time.Second
-	res := outageRecovery(t, outage)
+	res := outageRecovery(t, outage, 0)
 	t.Logf("outage %s: first lookup answered %s after its end; %d lookups of %d waiting records, %d API calls during it",
 		outage, res.lag, res.lookups, res.waiting, res.calls)
 	if res.lag > 3*client.DefaultBreakerOpenFor {
@@ -106,12 +108,18 @@ func TestOutageRecovery(t *testing.T) {
 }
 
 // BenchmarkOutageRecovery measures the recovery after a 20s API outage:
-// the time from its end to the first lookup answered (recovery-s).
+// the time from its end to the first lookup answered (recovery-s), with the
+// records arriving 0 to 1.5s into the outage, so that the breaker's probes
+// fall at different times before its end.
 func BenchmarkOutageRecovery(b *testing.B) {
-	for range b.N {
-		res := outageRecovery(b, 20*time.Second)
-		b.ReportMetric(res.lag.Seconds(), "recovery-s")
-		b.ReportMetric(float64(res.lookups), "lookups")
-		b.ReportMetric(float64(res.calls), "api-calls")
+	for _, delay := range []time.Duration{0, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond} {
+		b.Run("delay="+delay.String(), func(b *testing.B) {
+			for range b.N {
+				res := outageRecovery(b, 20*time.Second, delay)
+				b.ReportMetric(res.lag.Seconds(), "recovery-s")
+				b.ReportMetric(float64(res.lookups), "lookups")
+				b.ReportMetric(float64(res.calls), "api-calls")
+			}
+		})
 	}
 }

@@ -84,7 +84,7 @@ func newTxnReader(cfg Config, topic string, partition int, warn *kafkaErrorLog) 
 // moved: a new transport starts from fresh metadata).
 func (r *txnReader) transport() *kafka.Transport {
 	if r.tr == nil {
-		r.tr = &kafka.Transport{}
+		r.tr = &kafka.Transport{MetadataTopics: []string{r.topic}}
 		if d := r.dialer; d != nil {
 			r.tr.Dial, r.tr.TLS, r.tr.SASL, r.tr.ClientID = d.DialFunc, d.TLS, d.SASLMechanism, d.ClientID
 			if d.Timeout > 0 {
