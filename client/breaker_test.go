@@ -203,3 +203,134 @@ func TestBreakerHalfOpenAdmitsOnlyProbes(t *testing.T) {
 		t.Errorf("state %s, calls %d", c.BreakerState(), f.calls())
 	}
 }
+
+// tokenCounter is a Budget that grants at once and counts the tokens taken.
+type tokenCounter struct{ takes atomic.Int64 }
+
+func (b *tokenCounter) Take(context.Context) (time.Duration, error) {
+	b.takes.Add(1)
+	return 0, nil
+}
+func (b *tokenCounter) Throttled(context.Context) (float64, bool) { return 200, false }
+func (b *tokenCounter) Rate() float64                             { return 200 }
+
+// TestBreakerRefusalTakesNoToken: a call the breaker refuses, open or
+// half-open with its probe in flight, takes no rate-limiter token, and
+// the refused callers' Ready channel is closed when the probe ends.
+func TestBreakerRefusalTakesNoToken(t *testing.T) {
+	var healthy atomic.Bool
+	release := make(chan struct{})
+	f := newFake(t, func(int, seenRequest) (int, any) {
+		if !healthy.Load() {
+			return http.StatusServiceUnavailable, nil
+		}
+		<-release
+		return 200, okBody(0, 1, 0)
+	})
+	tokens := &tokenCounter{}
+	cfg := testConfig(f.URL)
+	cfg.MaxAttempts = 1
+	cfg.Budget = tokens
+	cfg.Breaker = BreakerConfig{Failures: 1, OpenFor: time.Minute, Probes: 1}
+	c := newTestClient(t, cfg)
+	ctx := context.Background()
+	get := func() error {
+		_, err := c.GetPage(ctx, PageRequest{SubscriberAccount: "u"})
+		return err
+	}
+	if err := get(); Classify(err) != ClassTransient || tokens.takes.Load() != 1 {
+		t.Fatalf("first call: %v, %d tokens", err, tokens.takes.Load())
+	}
+	for range 20 {
+		if err := get(); !errors.Is(err, ErrBreakerOpen) {
+			t.Fatalf("open breaker: %v", err)
+		}
+	}
+	if n := tokens.takes.Load(); n != 1 {
+		t.Fatalf("%d tokens taken by 20 refused calls", n-1)
+	}
+
+	healthy.Store(true)
+	testsupport.WaitFor(t, 5*time.Second, "the breaker to go half-open", func() bool { return c.BreakerState() == BreakerHalfOpen })
+	probe := make(chan error, 1)
+	go func() { probe <- get() }()
+	testsupport.WaitFor(t, 2*time.Second, "the probe call", func() bool { return f.calls() == 2 })
+	var ready []<-chan struct{}
+	for range 20 {
+		var boe *BreakerOpenError
+		if err := get(); !errors.As(err, &boe) || boe.Ready == nil || boe.RetryAfter <= 0 {
+			t.Fatalf("half-open, probe in flight: %v", err)
+		}
+		ready = append(ready, boe.Ready)
+	}
+	if n := tokens.takes.Load(); n != 2 {
+		t.Fatalf("%d tokens taken by 20 calls refused while probing", n-2)
+	}
+	for _, r := range ready {
+		select {
+		case <-r:
+			t.Fatal("Ready closed before the probe ended")
+		default:
+		}
+	}
+	close(release)
+	if err := <-probe; err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	for _, r := range ready {
+		select {
+		case <-r:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Ready not closed when the probe ended")
+		}
+	}
+	if c.BreakerState() != BreakerClosed || f.calls() != 2 {
+		t.Fatalf("state %s, %d server calls", c.BreakerState(), f.calls())
+	}
+}
+
+// TestBreakerOpenPeriodsBackOff: the breaker stays open 500ms after it
+// trips, twice as long after each failed probe up to OpenFor, and starts
+// over at 500ms once a probe succeeded.
+func TestBreakerOpenPeriodsBackOff(t *testing.T) {
+	b := newBreaker(BreakerConfig{Failures: 1, OpenFor: 2 * time.Second, Probes: 1, Interval: time.Minute}, nil)
+	fail := &APIError{HTTPStatus: 503}
+	// probe waits out the hold and sends one call with outcome err; it
+	// returns the hold that followed the previous failure.
+	probe := func(err error) time.Duration {
+		t.Helper()
+		var hold time.Duration
+		for {
+			done, aerr := b.allow(nil)
+			if aerr == nil {
+				done(err)
+				return hold
+			}
+			var boe *BreakerOpenError
+			if !errors.As(aerr, &boe) {
+				t.Fatal(aerr)
+			}
+			hold = max(hold, boe.RetryAfter)
+			select {
+			case <-time.After(boe.RetryAfter):
+			case <-boe.Ready:
+			}
+		}
+	}
+	probe(fail) // trips
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 2 * time.Second}
+	for i, w := range want {
+		got := probe(fail)
+		if got > w || got < w*8/10 {
+			t.Fatalf("open period %d: held %s, want about %s", i+1, got, w)
+		}
+	}
+	probe(nil) // closes
+	if s := b.state(); s != BreakerClosed {
+		t.Fatalf("state %s after a good probe", s)
+	}
+	probe(fail) // trips again
+	if got := probe(nil); got > 500*time.Millisecond || got < 400*time.Millisecond {
+		t.Fatalf("after a recovery the first open period is %s, want 500ms", got)
+	}
+}

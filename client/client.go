@@ -204,16 +204,21 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		// Never retry (or start) while the breaker is open or the server
-		// asked for a pause.
-		if c.br.state() == BreakerOpen {
-			return nil, &BreakerOpenError{RetryAfter: c.br.retryAfter(), Last: last}
-		}
+		// Never retry (or start) while the server asked for a pause, or
+		// while the breaker refuses: it is asked before the limiter, so a
+		// refused call takes no token.
 		if d := c.pauseLeft(); d > 0 {
 			return nil, &SigPauseError{RetryAfter: d, Last: last}
 		}
+		done, err := c.br.allow(last)
+		if err != nil {
+			return nil, err
+		}
 		waited, slot, err := c.waitTurn(ctx, deadline)
 		c.tel.recordWait(ctx, waited)
+		if err != nil {
+			done(errNotSent)
+		}
 		if errors.Is(err, errWaitPastDeadline) {
 			if last == nil {
 				last = &TransportError{Op: "rate limit", Attempt: attempt, Timeout: true, Err: err}
@@ -223,9 +228,17 @@ func (c *Client) getPage(ctx context.Context, req PageRequest, page int) (p *Pag
 		if err != nil {
 			return nil, err
 		}
+		// The breaker may have opened while the call waited for its turn
+		// (calls queue behind the limiter): do not send it to a server
+		// known to be down.
+		if err := c.br.refuse(last); err != nil {
+			slot.cancel()
+			done(errNotSent)
+			return nil, err
+		}
 
 		sent := time.Now()
-		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, last, slot)
+		p, usedSig, err := c.attempt(ctx, body, attempt, page, deadline, waited, slot, done)
 		if err == nil {
 			if end := c.pauseEnd.Load(); end != 0 && sent.UnixNano() >= end {
 				c.pauseEnd.CompareAndSwap(end, 0) // the signature works again
@@ -324,9 +337,10 @@ func (c *Client) sigCheckFailed(sent time.Time) (pause time.Duration, repeated b
 	}
 }
 
-// attempt makes one HTTP call through the breaker, under its own span. It
-// returns the UserSig it used so that a rejection can invalidate exactly it.
-func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, deadline time.Time, waited time.Duration, last error, slot *sendSlot) (*Page, string, error) {
+// attempt makes one HTTP call the breaker allowed, under its own span, and
+// reports its outcome to done. It returns the UserSig it used so that a
+// rejection can invalidate exactly it.
+func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, deadline time.Time, waited time.Duration, slot *sendSlot, done func(error)) (*Page, string, error) {
 	defer slot.cancel() // no-op once send marked the slot sent
 	ctx, span := c.tel.tracer.Start(ctx, spanAttempt, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(
@@ -339,21 +353,14 @@ func (c *Client) attempt(ctx context.Context, body []byte, attempt, page int, de
 
 	sig, err := c.sig.get()
 	if err != nil {
+		done(errNotSent)
 		span.SetStatus(codes.Error, err.Error())
 		return nil, "", err
 	}
-	status := 0
 	start := time.Now()
-	p, err := c.br.execute(func() (*Page, error) {
-		var p *Page
-		var err error
-		p, status, err = c.send(ctx, body, sig, attempt, deadline, slot)
-		return p, err
-	}, last)
+	p, status, err := c.send(ctx, body, sig, attempt, deadline, slot)
+	done(err)
 	c.tel.recordAttempt(ctx, span, err, status, time.Since(start))
-	if errors.Is(err, ErrBreakerOpen) {
-		span.SetAttributes(attrBreaker.String(BreakerOpen.String()))
-	}
 	return p, sig, err
 }
 

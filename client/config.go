@@ -31,7 +31,7 @@ const (
 	DefaultBackoffMax       = 5 * time.Second
 	DefaultMaxPages         = 100
 	DefaultBreakerFailures  = 10
-	DefaultBreakerOpenFor   = 15 * time.Second
+	DefaultBreakerOpenFor   = 2 * time.Second
 	DefaultBreakerProbes    = 1
 	DefaultBreakerInterval  = 30 * time.Second
 	DefaultRateDecrease     = 0.5
@@ -144,8 +144,11 @@ type BreakerConfig struct {
 	// Failures is the number of consecutive transient failures that open
 	// the breaker (default 10).
 	Failures uint32
-	// OpenFor is how long the breaker stays open before letting probes
-	// through (default 15s).
+	// OpenFor is the longest the breaker stays open before letting a
+	// probe through (default 2s): the first open period is 500ms (or
+	// OpenFor when shorter), doubling after every failed probe up to
+	// OpenFor, so that calls resume within OpenFor of the API coming back,
+	// at the cost of one probe per OpenFor while it is down.
 	OpenFor time.Duration
 	// Probes is the number of calls let through while half-open; that many
 	// successes close the breaker (default 1).

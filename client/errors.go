@@ -190,6 +190,11 @@ type BreakerOpenError struct {
 	RetryAfter time.Duration
 	// Last is the error of the attempt before the breaker refused, if any.
 	Last error
+	// Ready is closed when the breaker may let a call through sooner than
+	// RetryAfter: a probe ended, or the breaker changed state. A caller
+	// waits for the first of the two instead of polling. Nil: wait
+	// RetryAfter.
+	Ready <-chan struct{}
 }
 
 func (e *BreakerOpenError) Error() string {

@@ -26,6 +26,21 @@ const (
 	StartLatest   StartOffset = "latest"   // only records produced after the group joined
 )
 
+// IsolationLevel selects which records of transactional producers are
+// read.
+type IsolationLevel string
+
+// Isolation levels. Transaction markers (control records) are never
+// handed out, at either level.
+const (
+	// ReadCommitted reads the records of committed transactions only, up
+	// to the partition's last stable offset (default).
+	ReadCommitted IsolationLevel = "read_committed"
+	// ReadUncommitted reads every record, also those of aborted and open
+	// transactions.
+	ReadUncommitted IsolationLevel = "read_uncommitted"
+)
+
 // OrderBy selects the key whose records are enriched and published in offset
 // order (within a partition). Records with different keys run concurrently.
 type OrderBy string
@@ -88,6 +103,9 @@ type Config struct {
 	// StartOffset applies to partitions the group has no committed offset
 	// for. Default StartEarliest.
 	StartOffset StartOffset
+	// IsolationLevel selects the input records read from transactional
+	// producers. Default ReadCommitted.
+	IsolationLevel IsolationLevel
 
 	// UserIDPointer is the JSON pointer (RFC 6901) of the user id in an
 	// input event. Default "/user_id".
@@ -261,6 +279,11 @@ func (c Config) Validate() error {
 	default:
 		bad("StartOffset", c.StartOffset, fmt.Sprintf("must be %s or %s", StartEarliest, StartLatest))
 	}
+	switch c.IsolationLevel {
+	case "", ReadCommitted, ReadUncommitted:
+	default:
+		bad("IsolationLevel", c.IsolationLevel, fmt.Sprintf("must be %s or %s", ReadCommitted, ReadUncommitted))
+	}
 	switch c.OrderBy {
 	case "", OrderByKafkaKey, OrderByUser:
 	default:
@@ -337,6 +360,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StartOffset == "" {
 		c.StartOffset = StartEarliest
+	}
+	if c.IsolationLevel == "" {
+		c.IsolationLevel = ReadCommitted
 	}
 	if c.OrderBy == "" {
 		c.OrderBy = OrderByKafkaKey

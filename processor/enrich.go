@@ -92,8 +92,9 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 // returns the attempts made.
 //
 // A failure the client reports as an outage of the whole API (breaker open)
-// pauses fetching; the record retries after the breaker's RetryAfter, as
-// one of the half-open probes. Any other unavailable answer (retries
+// pauses fetching; the record retries after the breaker's RetryAfter, or
+// as soon as the breaker's probe ends (BreakerOpenError.Ready), as one of
+// the half-open probes. Any other unavailable answer (retries
 // exhausted with the breaker closed: a user the API keeps failing for)
 // backs off this record alone, doubling from PauseBackoff. That failing
 // time, not counting intervals in which the API as a whole was down,
@@ -170,6 +171,8 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			t.Stop()
 			return lookup{}, "", attempt, ctx.Err()
 		case <-t.C:
+		case <-ue.ready: // the breaker's probe ended: try again
+			t.Stop()
 		}
 	}
 }
@@ -251,6 +254,10 @@ func fetcherLookup(f Fetcher, now func() time.Time) lookupFunc {
 		ue := &unavailableError{err: err}
 		if d, ok := client.RetryAfter(err); ok {
 			ue.retryAfter = d
+		}
+		var boe *client.BreakerOpenError
+		if errors.As(err, &boe) {
+			ue.ready = boe.Ready
 		}
 		if errors.Is(err, client.ErrHoldOff) {
 			ue.outage = true

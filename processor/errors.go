@@ -89,7 +89,10 @@ type unavailableError struct {
 	// open, or refused the call). Fetching pauses; otherwise only the
 	// record backs off.
 	outage bool
-	err    error
+	// ready, when not nil, is closed when the client's breaker may let a
+	// call through before retryAfter (client.BreakerOpenError.Ready).
+	ready <-chan struct{}
+	err   error
 }
 
 func (e *unavailableError) Error() string {

@@ -16,25 +16,19 @@ import (
 // records in offset order and submits them to the partition's Claim
 // (schedule.go), or skips the ones the assignment leaves out.
 
-// fetch reads partition ps of assignment a into c until ctx ends, or until
-// the record just before ps.End of a bounded partition. A record that
-// cannot be submitted stops the pipeline (a *PartitionError): a partition
-// never stops quietly.
+// fetch reads partition ps of assignment a into c until ctx ends, or up to
+// ps.End of a bounded partition. A record that cannot be submitted stops
+// the pipeline (a *PartitionError): a partition never stops quietly.
 func (p *Pipeline) fetch(ctx context.Context, a Assignment, c *Claim, ps PartitionStart, log *slog.Logger) {
-	err := fetchPartition(ctx, p.cfg, log, c, ps.Offset, func(m kafka.Message) (bool, error) {
-		if ps.End >= 0 && m.Offset >= ps.End {
-			return false, nil
-		}
-		var err error
+	err := fetchPartition(ctx, p.cfg, log, c, ps.Offset, ps.End, func(m kafka.Message) error {
 		if ps.done.contains(m.Offset) {
-			err = c.Skip(ctx, m.Offset) // published by an earlier owner
 			p.met.recordSkippedPublished(ctx)
-		} else if a.Skip(m) {
-			err = c.Skip(ctx, m.Offset)
-		} else {
-			err = c.Submit(ctx, m)
+			return c.Skip(ctx, m.Offset) // published by an earlier owner
 		}
-		return ps.End < 0 || m.Offset < ps.End-1, err
+		if a.Skip(m) {
+			return c.Skip(ctx, m.Offset)
+		}
+		return c.Submit(ctx, m)
 	})
 	if err != nil && ctx.Err() == nil && !errors.Is(err, errReleased) {
 		p.fail(err)
@@ -65,45 +59,28 @@ const (
 	fetchBackoffMax = 5 * time.Second
 )
 
-// fetchPartition reads c's partition from offset and hands every record to
-// handle, until ctx ends, handle fails or handle returns false (the source
-// is done with the partition). It returns nil, or handle's error (or the
-// reader's failure to start) as a *PartitionError. Fetch errors are
-// retried with backoff and logged at most once per kafkaErrorLogEvery,
-// like kafka-go's own error log.
-func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) error {
+// fetchPartition reads c's partition from offset and hands every record
+// to handle, until ctx ends, handle fails or, when end >= 0, the partition
+// is read up to end (exclusive). It returns nil, or handle's error as a
+// *PartitionError. Fetch errors are retried with backoff and logged at most
+// once per kafkaErrorLogEvery.
+func fetchPartition(ctx context.Context, cfg Config, log *slog.Logger, c *Claim, offset, end int64, handle func(kafka.Message) error) error {
 	warn := newKafkaErrorLog(log.With("component", "fetcher", "partition", c.partition))
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        cfg.Brokers,
-		Topic:          c.topic,
-		Partition:      c.partition,
-		Dialer:         cfg.Dialer,
-		MinBytes:       1,
-		MaxBytes:       10 << 20,
-		MaxWait:        cfg.FetchMaxWait,
-		ReadBackoffMin: 10 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger:    warn,
-	})
+	r := newTxnReader(cfg, c.topic, c.partition, warn)
 	defer r.Close()
-	return readPartition(ctx, r, warn, c, offset, handle)
+	return readPartition(ctx, r, warn, c, offset, end, handle)
 }
 
-// partitionReader is what readPartition needs of a kafka.Reader of one
-// partition.
-type partitionReader interface {
-	SetOffset(offset int64) error
-	FetchMessage(ctx context.Context) (kafka.Message, error)
-}
-
-// readPartition is fetchPartition's loop over r, warning to warn.
-func readPartition(ctx context.Context, r partitionReader, warn *kafkaErrorLog, c *Claim, offset int64, handle func(kafka.Message) (more bool, err error)) error {
-	if err := r.SetOffset(offset); err != nil {
-		return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: offset, Err: fmt.Errorf("start the reader: %w", err)}
-	}
+// readPartition is fetchPartition's loop over r, warning to warn. The
+// offsets r leaves out (transaction markers, aborted records, offsets
+// compacted away) are passed with Claim.Skip when no record after them
+// comes in the same fetch, so that the commit passes them too (the
+// watermark passes gaps between records by itself).
+func readPartition(ctx context.Context, r partitionReader, warn *kafkaErrorLog, c *Claim, offset, end int64, handle func(kafka.Message) error) error {
 	backoff := fetchBackoffMin
-	for {
-		m, err := r.FetchMessage(ctx)
+	last := int64(-1) // the last offset handed to handle or skipped
+	for end < 0 || offset < end {
+		f, err := r.Fetch(ctx, offset)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -116,18 +93,42 @@ func readPartition(ctx context.Context, r partitionReader, warn *kafkaErrorLog, 
 			continue
 		}
 		backoff = fetchBackoffMin
-		more, err := handle(m)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errReleased) {
-				return err
-			}
-			return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: m.Offset, Err: err}
+		if f.highWater > 0 {
+			c.highWater.Store(f.highWater)
 		}
-		offset = m.Offset + 1
-		if !more {
-			return nil
+		for _, m := range f.msgs {
+			if end >= 0 && m.Offset >= end {
+				break
+			}
+			if m.Offset <= last {
+				continue // read again after a retried fetch
+			}
+			if err := handle(m); err != nil {
+				if ctx.Err() != nil || errors.Is(err, errReleased) {
+					return err
+				}
+				return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: m.Offset, Err: err}
+			}
+			last = m.Offset
+		}
+		next := f.next
+		if end >= 0 {
+			next = min(next, end)
+		}
+		if next > f.from && next-1 > last {
+			if err := c.Skip(ctx, next-1); err != nil {
+				if ctx.Err() != nil || errors.Is(err, errReleased) {
+					return err
+				}
+				return &PartitionError{Topic: c.topic, Partition: c.partition, Offset: next - 1, Err: err}
+			}
+			last = next - 1
+		}
+		if next > offset || offset < 0 {
+			offset = next
 		}
 	}
+	return nil
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

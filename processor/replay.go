@@ -277,13 +277,19 @@ func (r *Replay) plan(ctx context.Context) error {
 
 // listOffsets asks for one offset per partition: ts is kafka.FirstOffset,
 // kafka.LastOffset or a time in Unix milliseconds (-1 in the answer: no
-// record at or after it).
+// record at or after it). With Config.IsolationLevel ReadCommitted the
+// partition's end (LastOffset) is its last stable offset: a replay does not
+// wait for a transaction still open when it starts.
 func (r *Replay) listOffsets(ctx context.Context, parts []int, ts int64) (map[int]int64, error) {
 	req := make([]kafka.OffsetRequest, len(parts))
 	for i, p := range parts {
 		req[i] = kafka.OffsetRequest{Partition: p, Timestamp: ts}
 	}
-	res, err := r.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{r.cfg.InputTopic: req}})
+	isolation := kafka.ReadCommitted
+	if r.cfg.IsolationLevel == ReadUncommitted {
+		isolation = kafka.ReadUncommitted
+	}
+	res, err := r.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{r.cfg.InputTopic: req}, IsolationLevel: isolation})
 	if err != nil {
 		return nil, fmt.Errorf("replay: list offsets of %q: %w", r.cfg.InputTopic, err)
 	}

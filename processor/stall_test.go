@@ -111,34 +111,37 @@ func TestRateLog(t *testing.T) {
 	}
 }
 
-// flakyReader fails its first fails fetches, then hands out msgs.
+// flakyReader fails its first fails fetches, then hands out msgs, one per
+// fetch.
 type flakyReader struct {
-	fails   int
-	msgs    []kafka.Message
-	calls   int
-	start   int64
-	failSet error
+	fails int
+	msgs  []kafka.Message
+	calls int
+	start int64 // the offset of the first fetch
 }
 
-func (r *flakyReader) SetOffset(offset int64) error { r.start = offset; return r.failSet }
-
-func (r *flakyReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (r *flakyReader) Fetch(ctx context.Context, offset int64) (fetched, error) {
 	r.calls++
+	if r.calls == 1 {
+		r.start = offset
+	}
 	if r.calls <= r.fails {
-		return kafka.Message{}, errors.New("broker went away")
+		return fetched{}, errors.New("broker went away")
 	}
 	if len(r.msgs) == 0 {
 		<-ctx.Done()
-		return kafka.Message{}, ctx.Err()
+		return fetched{}, ctx.Err()
 	}
 	m := r.msgs[0]
 	r.msgs = r.msgs[1:]
-	return m, nil
+	return fetched{from: offset, msgs: []kafka.Message{m}, next: m.Offset + 1}, nil
 }
+
+func (r *flakyReader) Close() error { return nil }
 
 // TestFetchErrorsRetried: fetch errors are retried (after a backoff) until
 // records come, and warned once per interval with the count of the others;
-// a reader that cannot start is a *PartitionError.
+// a record that cannot be handled is a *PartitionError.
 func TestFetchErrorsRetried(t *testing.T) {
 	p, _ := newTestPipeline(t, testConfig(), okLookup(1))
 	c := p.Claim("in", 2)
@@ -149,9 +152,9 @@ func TestFetchErrorsRetried(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := readPartition(ctx, r, warn, c, 5, func(m kafka.Message) (bool, error) {
+	err := readPartition(ctx, r, warn, c, 5, 8, func(m kafka.Message) error {
 		got = append(got, m.Offset)
-		return m.Offset < 7, nil
+		return nil
 	})
 	if err != nil || len(got) != 3 || got[0] != 5 || got[2] != 7 || r.start != 5 {
 		t.Fatalf("err %v, records %v, started at %d", err, got, r.start)
@@ -167,9 +170,10 @@ func TestFetchErrorsRetried(t *testing.T) {
 		t.Errorf("%d warning lines, %d suppressed, want 1 and 2:\n%s", n, warn.suppressed.Load(), buf.String())
 	}
 
-	err = readPartition(ctx, &flakyReader{failSet: errors.New("closed")}, warn, c, 9, func(kafka.Message) (bool, error) { return true, nil })
+	r = &flakyReader{msgs: []kafka.Message{{Offset: 9}}}
+	err = readPartition(ctx, r, warn, c, 9, -1, func(kafka.Message) error { return errors.New("cannot submit") })
 	var pe *PartitionError
 	if !errors.As(err, &pe) || pe.Partition != 2 || pe.Offset != 9 {
-		t.Fatalf("a reader that cannot start: %v", err)
+		t.Fatalf("a record that cannot be handled: %v", err)
 	}
 }

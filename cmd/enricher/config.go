@@ -117,6 +117,9 @@ func pipelineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "start-offset", Category: catPipeline, Value: startEarliest, Sources: env("ENRICHER_START_OFFSET"),
 			Usage: "`POSITION` where a consumer group with no committed offset starts: " + startEarliest + " (oldest retained event) or " + startLatest +
 				" (only new events); ignored for partitions the group has already committed"},
+		&cli.StringFlag{Name: "isolation-level", Category: catPipeline, Value: string(processor.ReadCommitted), Sources: env("ENRICHER_ISOLATION_LEVEL"),
+			Usage: "`LEVEL` of the input's transactional records: " + string(processor.ReadCommitted) + " (only committed transactions, up to the last stable offset) or " +
+				string(processor.ReadUncommitted) + " (also the records of aborted and open transactions); transaction markers are never read"},
 		&cli.IntFlag{Name: "max-in-flight-per-partition", Category: catPipeline, Value: processor.DefaultMaxInFlightPerPartition, Sources: env("ENRICHER_MAX_IN_FLIGHT_PER_PARTITION"),
 			Usage: "events being enriched at once within one partition; at most --max-in-flight (when not set, the smaller of the two defaults)"},
 		&cli.IntFlag{Name: "max-event-bytes", Category: catPipeline, Value: processor.DefaultMaxEventBytes, Sources: env("ENRICHER_MAX_EVENT_BYTES"),
@@ -345,6 +348,7 @@ func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 	default:
 		return c, flagError(cmd, "order-by", "must be %s or %s, got %q", orderByKafkaKey, orderByUser, v)
 	}
+	c.IsolationLevel = processor.IsolationLevel(strings.ToLower(strings.TrimSpace(cmd.String("isolation-level"))))
 	// replay has no --start-offset: its range fixes where it starts.
 	if hasFlag(cmd, "start-offset") {
 		c.StartOffset = processor.StartOffset(strings.ToLower(strings.TrimSpace(cmd.String("start-offset"))))
@@ -426,6 +430,7 @@ var configFlags = map[string]string{
 	"processor.RebalanceTimeout": "rebalance-timeout",
 	"processor.From":             "from", "processor.To": "to", "processor.Offsets": "offsets",
 	"processor.Fields": "fields", "processor.OutputCompression": "output-compression",
+	"processor.IsolationLevel": "isolation-level",
 
 	"client.BaseURL": "im-base-url", "client.Region": "im-region", "client.SDKAppID": "im-sdkappid",
 	"client.Admin": "im-admin", "client.Rate": "api-rate",
