@@ -125,6 +125,11 @@ func newCommitter(a Assignment, claims []*Claim, log *slog.Logger, overflow func
 	return &committer{a: a, claims: claims, last: map[*Claim]Position{}, log: log, overflow: overflow}
 }
 
+// commitMetadataBudget is the metadata a commit's completed set may take:
+// metadataBudget (a variable so that a test can make a set overflow it
+// within the largest window).
+var commitMetadataBudget = metadataBudget
+
 // commitTimeout bounds one commit request, also the final one after ctx
 // ended.
 const commitTimeout = 10 * time.Second
@@ -136,7 +141,7 @@ func (m *committer) position(c *Claim) Position {
 	if !ok {
 		return Position{Partition: c.partition, Offset: c.committed.Load()}
 	}
-	if _, fits := encodeMetadata(commitMeta{done: set}, metadataBudget); !fits {
+	if _, fits := encodeMetadata(commitMeta{done: set}, commitMetadataBudget); !fits {
 		m.overflow()
 		set = completedSet{base: set.base}
 	}

@@ -591,3 +591,39 @@ func BenchmarkCompletedContains(b *testing.B) {
 	}
 	_ = hits
 }
+
+// TestMetadataLargestWindowFits: whatever is done within a window of
+// MaxPartitionWindow records without gaps, the completed set fits the
+// commit budget, with replay fields and offsets near the int64 limit, so
+// the largest window the config allows never falls back to the watermark.
+func TestMetadataLargestWindowFits(t *testing.T) {
+	const base = math.MaxInt64 / 2
+	r := rand.New(rand.NewPCG(7, 8))
+	random := func(p float64) completedSet {
+		es := make([]wmEntry, MaxPartitionWindow)
+		for i := range es {
+			es[i] = wmEntry{offset: base + int64(i), done: i > 0 && r.Float64() < p}
+		}
+		return newCompletedSet(base, es)
+	}
+	sets := map[string]completedSet{
+		"alternating":          everyNth(base, MaxPartitionWindow, 2),
+		"every 3rd":            everyNth(base, MaxPartitionWindow, 3),
+		"half at random":       random(0.5),
+		"last only":            metaSet(base, offsetRun{base + MaxPartitionWindow - 1, base + MaxPartitionWindow - 1}),
+		"all but the head":     everyNth(base, MaxPartitionWindow, 1).without(base),
+		"95% done at random":   random(0.95),
+		"one in 100 at random": random(0.01),
+	}
+	for name, set := range sets {
+		m := commitMeta{replay: true, start: base - 1_000_000, end: base + 1_000_000, stopped: true, done: set}
+		s, ok := encodeMetadata(m, commitMetadataBudget)
+		t.Logf("%s: %d offsets in %d runs: %d bytes", name, set.len(), len(set.runs), len(s))
+		if !ok {
+			t.Errorf("%s: a window of %d does not fit %d bytes", name, MaxPartitionWindow, commitMetadataBudget)
+		}
+	}
+	if s, ok := encodeMetadata(commitMeta{done: everyNth(base, 2*MaxPartitionWindow, 2)}, commitMetadataBudget); ok {
+		t.Fatalf("twice the window fits (%d bytes): MaxPartitionWindow could be larger", len(s))
+	}
+}

@@ -54,10 +54,15 @@ const (
 	OrderByUser OrderBy = "user"
 )
 
+// MaxPartitionWindow is the largest MaxInFlightPerPartition: the completed
+// set of a window this wide fits a commit's metadata as a bitset (2,500
+// bytes, within metadataBudget with its header).
+const MaxPartitionWindow = 20000
+
 // Defaults of Config fields left zero.
 const (
 	DefaultMaxInFlight             = 1024
-	DefaultMaxInFlightPerPartition = 256
+	DefaultMaxInFlightPerPartition = 16384
 	DefaultMaxEventBytes           = 1 << 20
 	DefaultCacheTTL                = 10 * time.Minute
 	DefaultNegativeCacheTTL        = time.Minute
@@ -116,10 +121,19 @@ type Config struct {
 	// the DLQ. Default 1 MiB.
 	MaxEventBytes int
 
-	// MaxInFlight bounds records fetched but not yet published, over all
-	// partitions; fetching waits while it is reached. Default 1024.
+	// MaxInFlight bounds the records being built and published at once,
+	// over all partitions; fetching waits while it is reached. Records
+	// waiting for an API lookup do not count (the users they wait for are
+	// bounded by the budget, see userGate): cached records pass them.
+	// Default 1024.
 	MaxInFlight int
-	// MaxInFlightPerPartition bounds them per partition. Default 256.
+	// MaxInFlightPerPartition bounds a partition's window: its records
+	// fetched and not yet behind its watermark (waiting, in flight, or
+	// published after an earlier record still unfinished). Cached records
+	// run ahead of uncached ones by up to this many; the published ones
+	// among them travel in the commit's completed set, so the window is
+	// at most MaxPartitionWindow, what a commit's metadata can carry.
+	// Default 16384.
 	MaxInFlightPerPartition int
 
 	// CacheTTL is how long a user's subscriptions are reused. Default 10m.
@@ -311,9 +325,8 @@ func (c Config) Validate() error {
 	if _, ok := compressionCodecs[strings.ToLower(c.OutputCompression)]; !ok && c.OutputCompression != "" {
 		bad("OutputCompression", c.OutputCompression, "must be none, gzip, snappy, lz4 or zstd")
 	}
-	if c.MaxInFlight > 0 && c.MaxInFlightPerPartition > c.MaxInFlight {
-		errs = append(errs, &ConfigError{Field: "MaxInFlightPerPartition", Value: c.MaxInFlightPerPartition,
-			Reason: "must be at most", Other: "MaxInFlight", OtherValue: c.MaxInFlight})
+	if c.MaxInFlightPerPartition > MaxPartitionWindow {
+		bad("MaxInFlightPerPartition", c.MaxInFlightPerPartition, fmt.Sprintf("must be at most %d (the completed set a commit's metadata carries)", MaxPartitionWindow))
 	}
 	if c.MaxRecordBytes < 0 || (c.MaxRecordBytes > 0 && c.MaxRecordBytes < MinRecordBytes) {
 		bad("MaxRecordBytes", c.MaxRecordBytes, fmt.Sprintf("must be at least %d (16 KiB)", MinRecordBytes))
@@ -371,7 +384,7 @@ func (c Config) withDefaults() Config {
 		c.UserIDPointer = schemas.DefaultUserIDPointer
 	}
 	def(&c.MaxInFlight, DefaultMaxInFlight)
-	def(&c.MaxInFlightPerPartition, min(DefaultMaxInFlightPerPartition, c.MaxInFlight))
+	def(&c.MaxInFlightPerPartition, DefaultMaxInFlightPerPartition)
 	def(&c.MaxEventBytes, DefaultMaxEventBytes)
 	def(&c.CacheSize, DefaultCacheSize)
 	def(&c.BatchSize, DefaultBatchSize)

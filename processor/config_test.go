@@ -30,7 +30,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad pointer", func(c *Config) { c.UserIDPointer = "user_id" }, "UserIDPointer"},
 		{"nested pointer", func(c *Config) { c.UserIDPointer = "/user/id" }, ""},
 		{"negative in-flight", func(c *Config) { c.MaxInFlight = -1 }, "MaxInFlight"},
-		{"per partition above global", func(c *Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 20 }, "MaxInFlightPerPartition"},
+		{"per partition above global", func(c *Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 20 }, ""},
+		{"window past the metadata", func(c *Config) { c.MaxInFlightPerPartition = MaxPartitionWindow + 1 }, "MaxInFlightPerPartition"},
 		{"negative ttl", func(c *Config) { c.CacheTTL = -time.Second }, "CacheTTL"},
 		{"negative unavailable", func(c *Config) { c.UnavailableAfter = -time.Second }, "UnavailableAfter"},
 		{"negative record deadline", func(c *Config) { c.RecordRetryDeadline = -time.Second }, "RecordRetryDeadline"},
@@ -74,11 +75,6 @@ func TestConfigDefaults(t *testing.T) {
 	short.RebalanceTimeout = 2 * time.Second
 	if got := short.withDefaults().DrainTimeout; got != time.Second {
 		t.Fatalf("default DrainTimeout with RebalanceTimeout 2s = %s, want 1s", got)
-	}
-	small := testConfig()
-	small.MaxInFlight = 8
-	if got := small.withDefaults().MaxInFlightPerPartition; got != 8 {
-		t.Fatalf("per-partition default with MaxInFlight 8 = %d, want 8", got)
 	}
 	latest := testConfig()
 	latest.StartOffset = StartLatest

@@ -51,7 +51,7 @@ var schemaHeader = []byte(schemas.RecordVersion)
 // (put), so the cached path writes each record into memory that earlier
 // ones used. Channels rather than a sync.Pool: a collection does not empty
 // them, and putting a slice back allocates nothing. Each list holds what
-// MaxInFlight records use at most.
+// MaxInFlight records use at most, and at most valueClassBytes.
 type valueBufs [valueClasses]chan []byte
 
 // Buffer sizes: 4 KiB << class, for classes 0 to valueClasses-1 (4 KiB to
@@ -59,12 +59,15 @@ type valueBufs [valueClasses]chan []byte
 const (
 	minValueShift = 12
 	valueClasses  = 9
+	// valueClassBytes bounds the memory a free list keeps: fewer large
+	// buffers than small ones.
+	valueClassBytes = 8 << 20
 )
 
 func newValueBufs(n int) *valueBufs {
 	var v valueBufs
 	for i := range v {
-		v[i] = make(chan []byte, n)
+		v[i] = make(chan []byte, min(n, max(valueClassBytes>>(i+minValueShift), 1)))
 	}
 	return &v
 }

@@ -21,11 +21,32 @@ type memPublisher struct {
 	mu   sync.Mutex
 	msgs []kafka.Message
 	fail func(kafka.Message) error // optional: error to return for a message
+
+	gate    atomic.Pointer[chan struct{}] // set by hold: writes wait for it
+	waiting atomic.Int64                  // writes waiting for the gate
+}
+
+// hold makes writes wait until the returned channel is closed.
+func (m *memPublisher) hold() chan struct{} {
+	ch := make(chan struct{})
+	m.gate.Store(&ch)
+	return ch
 }
 
 func (m *memPublisher) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if g := m.gate.Load(); g != nil {
+		m.waiting.Add(1)
+		select {
+		case <-*g:
+		case <-ctx.Done():
+		}
+		m.waiting.Add(-1)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -30,34 +30,38 @@ var (
 // Stats. Telemetry never fails the data path: instrument creation errors
 // leave no-op instruments.
 type metrics struct {
-	in, out, dlq metric.Int64Counter
-	cacheHits    metric.Int64Counter
-	cacheMisses  metric.Int64Counter
-	inflight     metric.Int64UpDownCounter
+	// The per-record counters are atomics, observed by the instruments at
+	// collection: a record costs atomic adds and two histogram
+	// measurements, not a call into the metrics SDK per counter.
 	latency      metric.Float64Histogram // input timestamp to publish ack
 	processing   metric.Float64Histogram // fetch to publish ack
-	skipped      metric.Int64Counter     // records an earlier owner already published
-	overflows    metric.Int64Counter     // commits whose completed set did not fit
 	registration metric.Registration
 	nIn, nOut    atomic.Int64
 	nDLQ         atomic.Int64
 	nInFlight    atomic.Int64
 	nSkipped     atomic.Int64
 	nOverflows   atomic.Int64
-	byStatus     [4]atomic.Int64            // indexed by statusIndex
-	byClass      [len(classes)]atomic.Int64 // indexed by classIndex
+	byStatus     [4]atomic.Int64               // indexed by statusIndex
+	byClass      [len(classes)]atomic.Int64    // indexed by classIndex
+	byLayer      [len(layerNames)]atomic.Int64 // cache answers, layerAPI the misses
 }
 
 // Attribute sets of the per-record measurements, built once: a record
 // adds to a counter without building a set.
 var (
-	statusAttrs = func() (o [len(statuses)]metric.MeasurementOption) {
+	statusAttrs = func() (o [len(statuses)]metric.ObserveOption) {
 		for i, s := range statuses {
 			o[i] = metric.WithAttributeSet(attribute.NewSet(attrStatus.String(string(s))))
 		}
 		return o
 	}()
-	layerAttrs = func() (o [len(layerNames)]metric.MeasurementOption) {
+	classAttrs = func() (o [len(classes)]metric.ObserveOption) {
+		for i, c := range classes {
+			o[i] = metric.WithAttributeSet(attribute.NewSet(attrErrorClass.String(string(c))))
+		}
+		return o
+	}()
+	layerAttrs = func() (o [len(layerNames)]metric.ObserveOption) {
 		for i, n := range layerNames {
 			o[i] = metric.WithAttributeSet(attribute.NewSet(attrCacheLayer.String(n)))
 		}
@@ -93,73 +97,86 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	}
 	m := mp.Meter(instrumentationName)
 	x := &metrics{}
-	x.in, _ = m.Int64Counter("enricher.records.in", metric.WithDescription("Input records fetched."), metric.WithUnit("{record}"))
-	x.out, _ = m.Int64Counter("enricher.records.out", metric.WithDescription("Enriched records published, by enrichment.status."), metric.WithUnit("{record}"))
-	x.dlq, _ = m.Int64Counter("enricher.records.dlq", metric.WithDescription("Records published to the dead-letter topic, by error.type."), metric.WithUnit("{record}"))
-	x.cacheHits, _ = m.Int64Counter("enricher.cache.hits", metric.WithDescription("Enrichments served from a cache, by enrichment.cache.layer: local, shared (another process fetched it) or stale."))
-	x.cacheMisses, _ = m.Int64Counter("enricher.cache.misses", metric.WithDescription("Enrichments that needed the API (or a coalesced call)."))
-	x.inflight, _ = m.Int64UpDownCounter("enricher.records.inflight", metric.WithDescription("Records fetched and not yet published."), metric.WithUnit("{record}"))
+	in, _ := m.Int64ObservableCounter("enricher.records.in", metric.WithDescription("Input records fetched."), metric.WithUnit("{record}"))
+	out, _ := m.Int64ObservableCounter("enricher.records.out", metric.WithDescription("Enriched records published, by enrichment.status."), metric.WithUnit("{record}"))
+	dlq, _ := m.Int64ObservableCounter("enricher.records.dlq", metric.WithDescription("Records published to the dead-letter topic, by error.type."), metric.WithUnit("{record}"))
+	hits, _ := m.Int64ObservableCounter("enricher.cache.hits", metric.WithDescription("Enrichments served from a cache, by enrichment.cache.layer: local, shared (another process fetched it) or stale."))
+	misses, _ := m.Int64ObservableCounter("enricher.cache.misses", metric.WithDescription("Enrichments that needed the API (or a coalesced call)."))
+	inflight, _ := m.Int64ObservableUpDownCounter("enricher.records.inflight", metric.WithDescription("Records fetched and not yet published."), metric.WithUnit("{record}"))
 	x.latency, _ = m.Float64Histogram("enricher.record.latency", metric.WithDescription("End-to-end latency: input record timestamp to output acknowledged."), metric.WithUnit("s"))
 	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
-	x.skipped, _ = m.Int64Counter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
-	x.overflows, _ = m.Int64Counter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
+	skipped, _ := m.Int64ObservableCounter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
+	overflows, _ := m.Int64ObservableCounter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
 	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
 	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
 	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
 	oldest, _ := m.Float64ObservableGauge("enricher.partition.oldest_unfinished_age", metric.WithDescription("Age of the oldest record fetched and not yet behind the commit watermark, per partition (0 when none)."), metric.WithUnit("s"))
-	if lag != nil && committed != nil && ratio != nil && oldest != nil {
-		x.registration, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-			for _, ps := range p.partitionStats() {
-				attrs := metric.WithAttributes(attrTopic.String(ps.Topic), attrPartition.String(strconv.Itoa(ps.Partition)))
-				if ps.Committed >= 0 {
-					o.ObserveInt64(committed, ps.Committed, attrs)
-				}
-				if ps.Lag >= 0 {
-					o.ObserveInt64(lag, ps.Lag, attrs)
-				}
-				o.ObserveFloat64(oldest, ps.OldestUnfinished.Seconds(), attrs)
-			}
-			o.ObserveFloat64(ratio, p.enr.hitRatio())
-			return nil
-		}, lag, committed, ratio, oldest)
+	observed := []metric.Observable{in, out, dlq, hits, misses, inflight, skipped, overflows, lag, committed, ratio, oldest}
+	for _, o := range observed {
+		if o == nil {
+			return x // a failed instrument: no counters exported, the data path unaffected
+		}
 	}
+	x.registration, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(in, x.nIn.Load())
+		o.ObserveInt64(inflight, x.nInFlight.Load())
+		for i := range x.byStatus {
+			if n := x.byStatus[i].Load(); n > 0 {
+				o.ObserveInt64(out, n, statusAttrs[i])
+			}
+		}
+		for i := range x.byClass {
+			if n := x.byClass[i].Load(); n > 0 {
+				o.ObserveInt64(dlq, n, classAttrs[i])
+			}
+		}
+		for l := range x.byLayer {
+			n := x.byLayer[l].Load()
+			switch {
+			case layer(l) == layerAPI:
+				o.ObserveInt64(misses, n)
+			case n > 0:
+				o.ObserveInt64(hits, n, layerAttrs[l])
+			}
+		}
+		o.ObserveInt64(skipped, x.nSkipped.Load())
+		o.ObserveInt64(overflows, x.nOverflows.Load())
+		for _, ps := range p.partitionStats() {
+			attrs := metric.WithAttributes(attrTopic.String(ps.Topic), attrPartition.String(strconv.Itoa(ps.Partition)))
+			if ps.Committed >= 0 {
+				o.ObserveInt64(committed, ps.Committed, attrs)
+			}
+			if ps.Lag >= 0 {
+				o.ObserveInt64(lag, ps.Lag, attrs)
+			}
+			o.ObserveFloat64(oldest, ps.OldestUnfinished.Seconds(), attrs)
+		}
+		o.ObserveFloat64(ratio, p.enr.hitRatio())
+		return nil
+	}, observed...)
 	return x
 }
 
-func (m *metrics) recordIn(ctx context.Context) {
+func (m *metrics) recordIn(context.Context) {
 	m.nIn.Add(1)
 	m.nInFlight.Add(1)
-	m.in.Add(ctx, 1)
-	m.inflight.Add(ctx, 1)
 }
 
-func (m *metrics) recordSkippedPublished(ctx context.Context) {
-	m.nSkipped.Add(1)
-	m.skipped.Add(ctx, 1)
-}
+func (m *metrics) recordSkippedPublished(context.Context) { m.nSkipped.Add(1) }
 
-func (m *metrics) recordMetadataOverflow() {
-	m.nOverflows.Add(1)
-	m.overflows.Add(context.Background(), 1)
-}
+func (m *metrics) recordMetadataOverflow() { m.nOverflows.Add(1) }
 
-func (m *metrics) recordDone(ctx context.Context) {
-	m.nInFlight.Add(-1)
-	m.inflight.Add(ctx, -1)
-}
+func (m *metrics) recordDone(context.Context) { m.nInFlight.Add(-1) }
 
 func (m *metrics) recordOut(ctx context.Context, s schemas.Status, produced, fetched time.Time, now time.Time) {
 	m.nOut.Add(1)
-	i := statusIndex(s)
-	m.byStatus[i].Add(1)
-	m.out.Add(ctx, 1, statusAttrs[i])
+	m.byStatus[statusIndex(s)].Add(1)
 	m.observeLatency(ctx, produced, fetched, now)
 }
 
 func (m *metrics) recordDLQ(ctx context.Context, c ErrorClass, produced, fetched time.Time, now time.Time) {
 	m.nDLQ.Add(1)
 	m.byClass[classIndex(c)].Add(1)
-	m.dlq.Add(ctx, 1, metric.WithAttributes(attrErrorClass.String(string(c))))
 	m.observeLatency(ctx, produced, fetched, now)
 }
 
@@ -170,13 +187,7 @@ func (m *metrics) observeLatency(ctx context.Context, produced, fetched, now tim
 	m.processing.Record(ctx, now.Sub(fetched).Seconds())
 }
 
-func (m *metrics) cache(ctx context.Context, l layer) {
-	if l == layerAPI {
-		m.cacheMisses.Add(ctx, 1)
-		return
-	}
-	m.cacheHits.Add(ctx, 1, layerAttrs[l])
-}
+func (m *metrics) cache(_ context.Context, l layer) { m.byLayer[l].Add(1) }
 
 func (m *metrics) close() {
 	if m.registration != nil {

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/tencentchat-enricher/enricher/schemas"
 )
@@ -38,7 +39,7 @@ type Pipeline struct {
 	recycle bool
 	values  *valueBufs // output values to reuse
 	pause   *pauseGate
-	global  chan struct{} // global in-flight slots
+	global  *semaphore.Weighted // in-flight slots: records being built and published, over all partitions
 
 	base    context.Context // parent of all record work; canceled by abort
 	abort   context.CancelFunc
@@ -86,7 +87,7 @@ func newPipeline(cfg Config, fetch lookupFunc, out publisher) (*Pipeline, error)
 		out:    out,
 		tracer: tp.Tracer(instrumentationName),
 		prop:   otel.GetTextMapPropagator(),
-		global: make(chan struct{}, cfg.MaxInFlight),
+		global: semaphore.NewWeighted(int64(cfg.MaxInFlight)),
 		base:   base,
 		abort:  abort,
 		failed: make(chan struct{}),

@@ -435,13 +435,16 @@ func TestRedeliverScaleOut(t *testing.T) {
 // TestRedeliverMetadataOverflow: a partition whose completed set cannot fit
 // the commit metadata. A record stalls at offset 100 while the records
 // after it finish, except every eighth (queued behind it under its key):
-// the set above the watermark spans 24,000 offsets in 3,000 runs, beyond
-// both encodings within the budget. The commit falls back to the watermark
+// the set above the watermark spans 16,000 offsets in 2,000 runs, beyond
+// both encodings within a budget of 1,500 bytes (the window the config
+// allows always fits the real budget as a bitset). The commit falls back to the watermark
 // alone, counted in MetadataOverflows; after a hard kill the next owner
 // reads from the watermark, skips nothing and loses nothing.
 func TestRedeliverMetadataOverflow(t *testing.T) {
 	c := startCluster(t, 1)
-	const head, window, every = 100, 24_000, 8
+	const head, window, every = 100, 16_000, 8
+	defer func(b int) { commitMetadataBudget = b }(commitMetadataBudget)
+	commitMetadataBudget = 1500
 	n := head + window
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
@@ -482,7 +485,7 @@ func TestRedeliverMetadataOverflow(t *testing.T) {
 		t.Fatalf("commit metadata %q, want the watermark alone (%q)", g.meta, metadataVersion)
 	}
 	set, _ := claimsOf(p1.pipe)[0].wm.completed()
-	if enc, fits := encodeMetadata(commitMeta{done: set}, metadataBudget); fits {
+	if enc, fits := encodeMetadata(commitMeta{done: set}, commitMetadataBudget); fits {
 		t.Fatalf("the completed set fits the budget after all (%d bytes): the test does not overflow", len(enc))
 	}
 	overflows := p1.Stats().MetadataOverflows

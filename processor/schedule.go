@@ -112,21 +112,30 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 		leave()
 		return ctx.Err()
 	}
-	select {
-	case c.p.global <- struct{}{}:
-	case <-ctx.Done():
+	// A record that can be published at once takes its in-flight slot
+	// here, so that fetching waits while the slots are taken. A record
+	// waiting for the API takes it once its lookup is answered, and one
+	// queued behind its key when the key's batch reaches it (run).
+	held := 0
+	if !r.gated && !c.busy(r.key) {
+		if err := c.p.global.Acquire(ctx, 1); err != nil {
+			<-c.sem
+			leave()
+			return err
+		}
+		held = 1
+	}
+	unwind := func() {
+		c.p.global.Release(int64(held))
 		<-c.sem
 		leave()
-		return ctx.Err()
 	}
 	if c.released.Load() {
-		c.releaseSlots()
-		leave()
+		unwind()
 		return errReleased
 	}
 	if err := c.wm.addAt(msg.Offset, r.fetched); err != nil {
-		c.releaseSlots()
-		leave()
+		unwind()
 		return err
 	}
 	if msg.HighWaterMark > 0 {
@@ -139,13 +148,26 @@ func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 		if ch, busy := c.chains[r.key]; busy {
 			ch.queue = append(ch.queue, r)
 			c.mu.Unlock()
+			c.p.global.Release(int64(held))
 			return nil
 		}
 		c.chains[r.key] = &chain{}
 		c.mu.Unlock()
 	}
-	go c.run(r)
+	go c.run(r, held)
 	return nil
+}
+
+// busy reports whether a record of key is running: a record submitted
+// under it now queues behind it.
+func (c *Claim) busy(key string) bool {
+	if key == "" {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.chains[key]
+	return ok
 }
 
 // Skip moves the watermark past offset without processing its record: a
@@ -175,6 +197,9 @@ func (c *Claim) Skip(ctx context.Context, offset int64) error {
 	return nil
 }
 
+// batchBytes bounds the output a key's batch builds at once.
+const batchBytes = 1 << 20
+
 // run processes r, then the records queued behind it under the same key.
 // Each round takes the head of the key's queue together with the records
 // queued behind it that are ready to publish without an API lookup
@@ -186,22 +211,24 @@ func (c *Claim) Skip(ctx context.Context, offset int64) error {
 // revocation, or failed), the key's later records are dropped too: none is
 // published ahead of an earlier one, and all are read again by the
 // partition's next reader.
-func (c *Claim) run(r *record) {
+func (c *Claim) run(r *record, held int) {
 	batch := []*record{r}
 	dropped := false
+	size := 0 // the largest output value of the key's last batch
 	for {
 		var published []bool
 		if dropped {
 			published = make([]bool, len(batch))
 		} else {
-			published = c.p.processBatch(c, batch)
+			published, held, size = c.p.processBatch(c, batch, held)
 		}
+		c.p.global.Release(int64(held))
+		held = 0
 		for i, r := range batch {
 			dropped = dropped || !published[i]
 			if r.gated {
 				c.p.lookupUsers.leave(r.userID)
 			}
-			<-c.p.global
 			if published[i] {
 				// A partition slot is held until the watermark passes the
 				// record, so the records a crash would duplicate
@@ -225,7 +252,10 @@ func (c *Claim) run(r *record) {
 			c.mu.Unlock()
 			return
 		}
-		limit := max(c.p.cfg.BatchSize, 1)
+		// A batch is at most BatchSize records, MaxInFlight slots and
+		// about batchBytes of output (a user with many subscriptions
+		// has large records).
+		limit := min(max(c.p.cfg.BatchSize, 1), c.p.cfg.MaxInFlight, max(batchBytes/max(size, 1), 1))
 		n := 1
 		for n < len(ch.queue) && n < limit && c.p.ready(ch.queue[n]) {
 			n++
@@ -235,11 +265,6 @@ func (c *Claim) run(r *record) {
 		ch.queue = ch.queue[n:]
 		c.mu.Unlock()
 	}
-}
-
-func (c *Claim) releaseSlots() {
-	<-c.p.global
-	<-c.sem
 }
 
 // Drain waits until every submitted record is published (or dropped), or ctx
@@ -317,8 +342,8 @@ func (p *Pipeline) ready(r *record) bool {
 // written; once a record is given up on, the records after it are dropped
 // too, so that none is published ahead of it. A record of a released
 // claim or a failed pipeline is dropped: never published.
-func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
-	published := make([]bool, len(rs))
+func (p *Pipeline) processBatch(c *Claim, rs []*record, held int) (published []bool, _ int, largest int) {
+	published = make([]bool, len(rs))
 	jobs := make([]*job, 0, len(rs))
 	idx := make([]int, 0, len(rs))
 	for i, r := range rs {
@@ -326,6 +351,17 @@ func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
 		if j == nil {
 			break // dropped: the records after it wait for the next reader too
 		}
+		if i == 0 && held < len(rs) {
+			// The head's lookup is answered: the batch takes its
+			// in-flight slots before its records are built.
+			if err := p.global.Acquire(c.ctx, int64(len(rs)-held)); err != nil {
+				j.span.SetStatus(codes.Error, "not published: "+err.Error())
+				j.span.End()
+				return published, held, 0
+			}
+			held = len(rs)
+		}
+		largest = max(largest, len(j.msg.Value))
 		jobs = append(jobs, j)
 		idx = append(idx, i)
 	}
@@ -348,5 +384,5 @@ func (p *Pipeline) processBatch(c *Claim, rs []*record) []bool {
 			break
 		}
 	}
-	return published
+	return published, held, largest
 }

@@ -80,8 +80,9 @@ func TestClaimOrdersPerKeyUnderConcurrency(t *testing.T) {
 	t.Logf("max concurrent lookups: %d", conc.max.Load())
 }
 
-// TestClaimBackpressure: Submit blocks once the per-partition limit is
-// reached, and the limit bounds concurrent lookups.
+// TestClaimBackpressure: Submit blocks once the per-partition window is
+// full, and the window bounds concurrent lookups; records waiting for the
+// API do not count against the global in-flight limit.
 func TestClaimBackpressure(t *testing.T) {
 	release := make(chan struct{})
 	var conc concurrency
@@ -116,30 +117,27 @@ func TestClaimBackpressure(t *testing.T) {
 	if got := p.Stats().InFlight; got != 4 {
 		t.Fatalf("in flight %d, want 4", got)
 	}
-	// A second partition shares the global limit (8): 4 more fit.
-	c2 := p.Claim("in", 1)
-	for i := range 4 {
-		if err := c2.Submit(ctx, kafka.Message{Offset: int64(i), Value: event(fmt.Sprint("v", i), i)}); err != nil {
+	// Records waiting for the API hold no global slot (8): two more
+	// partitions admit 6 more, 10 lookups in flight in all.
+	c2, c3 := p.Claim("in", 1), p.Claim("in", 2)
+	for i := range 6 {
+		cl := c2
+		if i >= 4 {
+			cl = c3
+		}
+		if err := cl.Submit(ctx, kafka.Message{Offset: int64(i), Value: event(fmt.Sprint("v", i), i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	tctx, cancel = context.WithTimeout(ctx, 50*time.Millisecond)
-	err = p.Claim("in", 2).Submit(tctx, kafka.Message{Offset: 0, Value: event("w", 0)})
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Submit over the global limit = %v, want blocked", err)
-	}
+	testsupport.WaitFor(t, 5*time.Second, "10 lookups in flight", func() bool { return conc.cur.Load() == 10 })
 	close(release)
-	for _, cl := range []*Claim{c, c2} {
+	for _, cl := range []*Claim{c, c2, c3} {
 		if err := cl.Drain(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := len(pub.messages()); got != 8 {
-		t.Fatalf("published %d, want 8", got)
-	}
-	if m := conc.max.Load(); m > 8 {
-		t.Fatalf("%d concurrent lookups, limit 8", m)
+	if got := len(pub.messages()); got != 10 {
+		t.Fatalf("published %d, want 10", got)
 	}
 	// The blocked offset 4 was never admitted: the next Submit may reuse it.
 	if err := c.Submit(ctx, kafka.Message{Offset: 4, Value: event("u4", 4)}); err != nil {
@@ -150,6 +148,64 @@ func TestClaimBackpressure(t *testing.T) {
 	}
 	if off, _ := c.Committable(); off != 5 {
 		t.Fatalf("watermark %d, want 5", off)
+	}
+}
+
+// TestGlobalInFlightBoundsPublishing: MaxInFlight bounds the records being
+// built and published: a cached record's Submit blocks while the slots are
+// taken by records whose writes have not returned, while a record waiting
+// for the API is admitted, and every record is published once the writes
+// return.
+func TestGlobalInFlightBoundsPublishing(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 2, 16
+	p, pub := newTestPipeline(t, cfg, okLookup(1))
+	ctx := context.Background()
+	c := p.Claim("in", 0)
+	off := int64(0)
+	submit := func(ctx context.Context, user string) error {
+		err := c.Submit(ctx, kafka.Message{Offset: off, Key: []byte(user), Value: event(user, int(off))})
+		if err == nil {
+			off++
+		}
+		return err
+	}
+	for _, u := range []string{"a", "b", "c"} { // cache a, b and c
+		if err := submit(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hold := pub.hold()
+	for _, u := range []string{"a", "b"} {
+		if err := submit(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testsupport.WaitFor(t, 5*time.Second, "two writes waiting", func() bool { return pub.waiting.Load() == 2 })
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err := submit(tctx, "c")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Submit of a cached record with the slots taken = %v, want blocked until its deadline", err)
+	}
+	if err := submit(ctx, "d"); err != nil { // waits for the API: no slot needed
+		t.Fatalf("Submit of an uncached record = %v", err)
+	}
+	close(hold)
+	if err := submit(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(pub.messages()); got != int(off) || off != 7 {
+		t.Fatalf("published %d of %d submitted, want 7", got, off)
+	}
+	if w, ok := c.Committable(); !ok || w != off {
+		t.Fatalf("watermark %d,%v, want %d", w, ok, off)
 	}
 }
 

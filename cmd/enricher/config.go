@@ -107,7 +107,7 @@ func pipelineFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "auto-create-topics", Category: catPipeline, Sources: env("ENRICHER_AUTO_CREATE_TOPICS"),
 			Usage: "let the processor create missing output and DLQ topics (when the cluster allows it)"},
 		&cli.IntFlag{Name: "max-in-flight", Category: catPipeline, Value: processor.DefaultMaxInFlight, Sources: env("ENRICHER_MAX_IN_FLIGHT"),
-			Usage: "events being enriched at once, across partitions"},
+			Usage: "events being enriched and published at once, across partitions (events waiting for an API lookup do not count)"},
 		&cli.DurationFlag{Name: "cache-ttl", Category: catPipeline, Value: processor.DefaultCacheTTL, Sources: env("ENRICHER_CACHE_TTL"),
 			Usage: "how long a user's subscriptions are reused before asking the API again"},
 		&cli.DurationFlag{Name: "cache-stale-ttl", Category: catPipeline, Sources: env("ENRICHER_CACHE_STALE_TTL"),
@@ -121,7 +121,7 @@ func pipelineFlags() []cli.Flag {
 			Usage: "`LEVEL` of the input's transactional records: " + string(processor.ReadCommitted) + " (only committed transactions, up to the last stable offset) or " +
 				string(processor.ReadUncommitted) + " (also the records of aborted and open transactions); transaction markers are never read"},
 		&cli.IntFlag{Name: "max-in-flight-per-partition", Category: catPipeline, Value: processor.DefaultMaxInFlightPerPartition, Sources: env("ENRICHER_MAX_IN_FLIGHT_PER_PARTITION"),
-			Usage: "events being enriched at once within one partition; at most --max-in-flight (when not set, the smaller of the two defaults)"},
+			Usage: fmt.Sprintf("a partition's window: its events fetched but not yet committable (waiting for the API, in flight, or published after an unfinished one), so cached events pass uncached ones by up to this many; at most %d, what a commit's completed set carries", processor.MaxPartitionWindow)},
 		&cli.IntFlag{Name: "max-event-bytes", Category: catPipeline, Value: processor.DefaultMaxEventBytes, Sources: env("ENRICHER_MAX_EVENT_BYTES"),
 			Usage: "largest input event in `BYTES`; larger events go to the DLQ"},
 		&cli.IntFlag{Name: "max-record-bytes", Category: catPipeline, Value: processor.DefaultMaxRecordBytes, Sources: env("ENRICHER_MAX_RECORD_BYTES"),
@@ -307,35 +307,30 @@ func parseKafka(cmd *cli.Command) (kafkaSettings, error) {
 // the processor rejects is reported as its flag (configError).
 func parsePipeline(cmd *cli.Command) (processor.Config, error) {
 	c := processor.Config{
-		InputTopic:          strings.TrimSpace(cmd.String("input-topic")),
-		OutputTopic:         strings.TrimSpace(cmd.String("output-topic")),
-		DLQTopic:            strings.TrimSpace(cmd.String("dlq-topic")),
-		Group:               strings.TrimSpace(cmd.String("group")),
-		UserIDPointer:       cmd.String("user-id-pointer"),
-		MaxInFlight:         cmd.Int("max-in-flight"),
-		CacheTTL:            cmd.Duration("cache-ttl"),
-		CacheSize:           cmd.Int("cache-size"),
-		CacheStaleTTL:       cmd.Duration("cache-stale-ttl"),
-		AutoCreateTopics:    cmd.Bool("auto-create-topics"),
-		UnavailableAfter:    cmd.Duration("unavailable-after"),
-		MaxEventBytes:       cmd.Int("max-event-bytes"),
-		MaxRecordBytes:      cmd.Int("max-record-bytes"),
-		RecordRetryDeadline: cmd.Duration("record-retry-deadline"),
-		NegativeCacheTTL:    cmd.Duration("negative-cache-ttl"),
-		CommitInterval:      cmd.Duration("commit-interval"),
-		DrainTimeout:        cmd.Duration("drain-timeout"),
-		ShutdownTimeout:     cmd.Duration("shutdown-timeout"),
-		SessionTimeout:      cmd.Duration("session-timeout"),
-		HeartbeatInterval:   cmd.Duration("heartbeat-interval"),
-		RebalanceTimeout:    cmd.Duration("rebalance-timeout"),
-		Fields:              cmd.StringSlice("fields"),
-		OutputCompression:   strings.TrimSpace(cmd.String("output-compression")),
-		// The per-partition default may exceed a small --max-in-flight;
-		// only an explicit setting above it is an error.
-		MaxInFlightPerPartition: min(cmd.Int("max-in-flight-per-partition"), cmd.Int("max-in-flight")),
-	}
-	if cmd.IsSet("max-in-flight-per-partition") {
-		c.MaxInFlightPerPartition = cmd.Int("max-in-flight-per-partition")
+		InputTopic:              strings.TrimSpace(cmd.String("input-topic")),
+		OutputTopic:             strings.TrimSpace(cmd.String("output-topic")),
+		DLQTopic:                strings.TrimSpace(cmd.String("dlq-topic")),
+		Group:                   strings.TrimSpace(cmd.String("group")),
+		UserIDPointer:           cmd.String("user-id-pointer"),
+		MaxInFlight:             cmd.Int("max-in-flight"),
+		CacheTTL:                cmd.Duration("cache-ttl"),
+		CacheSize:               cmd.Int("cache-size"),
+		CacheStaleTTL:           cmd.Duration("cache-stale-ttl"),
+		AutoCreateTopics:        cmd.Bool("auto-create-topics"),
+		UnavailableAfter:        cmd.Duration("unavailable-after"),
+		MaxEventBytes:           cmd.Int("max-event-bytes"),
+		MaxRecordBytes:          cmd.Int("max-record-bytes"),
+		RecordRetryDeadline:     cmd.Duration("record-retry-deadline"),
+		NegativeCacheTTL:        cmd.Duration("negative-cache-ttl"),
+		CommitInterval:          cmd.Duration("commit-interval"),
+		DrainTimeout:            cmd.Duration("drain-timeout"),
+		ShutdownTimeout:         cmd.Duration("shutdown-timeout"),
+		SessionTimeout:          cmd.Duration("session-timeout"),
+		HeartbeatInterval:       cmd.Duration("heartbeat-interval"),
+		RebalanceTimeout:        cmd.Duration("rebalance-timeout"),
+		Fields:                  cmd.StringSlice("fields"),
+		OutputCompression:       strings.TrimSpace(cmd.String("output-compression")),
+		MaxInFlightPerPartition: cmd.Int("max-in-flight-per-partition"),
 	}
 	if err := checkPositive(cmd, positiveFlags...); err != nil {
 		return c, err
