@@ -24,6 +24,7 @@ var (
 	attrCache      = attribute.Key("enrichment.cache")
 	attrCacheLayer = attribute.Key("enrichment.cache.layer")
 	attrRetryAfter = attribute.Key("enrichment.retry_after")
+	attrChange     = attribute.Key("enrichment.change.outcome")
 )
 
 // metrics are the pipeline's OTel instruments plus the counters behind
@@ -38,7 +39,10 @@ type metrics struct {
 	processing   metric.Float64Histogram // fetch to publish ack
 	skipped      metric.Int64Counter     // records an earlier owner already published
 	overflows    metric.Int64Counter     // commits whose completed set did not fit
+	changes      metric.Int64Counter     // users' cached lists changed by ApplyChange, by outcome
+	nChanges     [len(changeOutcomeNames)]atomic.Int64
 	registration metric.Registration
+	refreshReg   metric.Registration
 	nIn, nOut    atomic.Int64
 	nDLQ         atomic.Int64
 	nInFlight    atomic.Int64
@@ -103,6 +107,14 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
 	x.skipped, _ = m.Int64Counter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
 	x.overflows, _ = m.Int64Counter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
+	x.changes, _ = m.Int64Counter("enricher.cache.changes", metric.WithDescription("Subscription changes (webhooks) applied to a user's cached list, by enrichment.change.outcome: patched, invalidated, unchanged, uncached or ignored (duplicate or late)."), metric.WithUnit("{user}"))
+	refreshes, _ := m.Int64ObservableCounter("enricher.cache.refreshes", metric.WithDescription("Background refreshes of entries older than --cache-refresh-after."))
+	if refreshes != nil {
+		x.refreshReg, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(refreshes, p.enr.refreshed.Load())
+			return nil
+		}, refreshes)
+	}
 	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
 	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
 	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
@@ -124,6 +136,13 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 		}, lag, committed, ratio, oldest)
 	}
 	return x
+}
+
+func (m *metrics) change(ctx context.Context, o ChangeOutcome) {
+	m.nChanges[o].Add(1)
+	if m.changes != nil {
+		m.changes.Add(ctx, 1, metric.WithAttributes(attrChange.String(o.String())))
+	}
 }
 
 func (m *metrics) recordIn(ctx context.Context) {
@@ -179,6 +198,9 @@ func (m *metrics) cache(ctx context.Context, l layer) {
 }
 
 func (m *metrics) close() {
+	if m.refreshReg != nil {
+		_ = m.refreshReg.Unregister()
+	}
 	if m.registration != nil {
 		_ = m.registration.Unregister()
 	}
@@ -197,6 +219,11 @@ type Stats struct {
 	// CacheShared and CacheStale count the hits answered by the shared
 	// cache and by stale entries (included in CacheHits, by record).
 	CacheShared, CacheStale int64
+	// CacheChanges counts users' cached lists changed by ApplyChange, by
+	// outcome (only outcomes that occurred); CacheRefreshes the background
+	// refreshes of entries older than CacheRefreshAfter.
+	CacheChanges   map[ChangeOutcome]int64
+	CacheRefreshes int64
 	// SharedCacheErrors counts failed calls to the shared cache (the
 	// process then fetched by itself).
 	SharedCacheErrors int64
