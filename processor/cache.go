@@ -130,8 +130,7 @@ func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher,
 	ctx, cancel := context.WithCancel(base)
 	e := &enricher{
 		shared: cfg.SharedCache, fetch: fetch, fields: cfg.fields, now: cfg.Now, stale: cfg.CacheStaleTTL, log: cfg.Logger,
-		refreshAfter: cfg.CacheRefreshAfter,
-		base:         ctx, cancel: cancel, refreshes: make(chan struct{}, 1),
+		base: ctx, cancel: cancel, refreshes: make(chan struct{}, 1), refreshAfter: cfg.CacheRefreshAfter,
 		sharedLog: rate.NewLimiter(rate.Every(10*time.Second), 1),
 		ttl: func(s schemas.Status) time.Duration {
 			if s == schemas.StatusOK {
