@@ -84,8 +84,8 @@ func newReceiver(t *testing.T, tok string) (*httptest.Server, *recorder, *metric
 	spans := tracetest.NewSpanRecorder()
 	r, err := webhook.New(webhook.Config{
 		SDKAppID: appID, Token: tok, Applier: rec, Changes: rec, MaxBodyBytes: 4096,
-		Logger:        slog.New(slog.DiscardHandler),
-		MeterProvider: metric.NewMeterProvider(metric.WithReader(reader)),
+		Logger:         slog.New(slog.DiscardHandler),
+		MeterProvider:  metric.NewMeterProvider(metric.WithReader(reader)),
 		TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)),
 		Now:            func() time.Time { return now },
 	})
