@@ -133,7 +133,7 @@ func (s *Simulator) change(ctx context.Context, user, account string, subscribe 
 
 // notify calls the webhook URL about one change, as Tencent does.
 func (s *Simulator) notify(ctx context.Context, user, account string, subscribe bool, at int64) error {
-	wh := s.webhook
+	wh := *s.webhook.Load()
 	if wh.URL == "" {
 		return nil
 	}
@@ -190,6 +190,9 @@ func (s *Simulator) notify(ctx context.Context, user, account string, subscribe 
 }
 
 var webhookClient = &http.Client{Timeout: 5 * time.Second}
+
+// SetWebhook replaces where changes are reported (Config.Webhook).
+func (s *Simulator) SetWebhook(w Webhook) { s.webhook.Store(&w) }
 
 // WebhookStats returns the webhook call counts.
 func (s *Simulator) WebhookStats() WebhookStats {
@@ -292,7 +295,7 @@ func (s *Simulator) serveSubscriptions(w http.ResponseWriter, r *http.Request) {
 
 // churnState is the Simulator's part for changing subscriptions.
 type churnState struct {
-	webhook     Webhook
+	webhook     atomic.Pointer[Webhook]
 	changed     atomic.Bool
 	lastEvent   int64 // guarded by listsMu
 	hooksSent   atomic.Int64

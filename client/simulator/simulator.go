@@ -161,7 +161,7 @@ func New(cfg Config) (*Simulator, error) {
 		dice:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0xa076_1d64_78bd_642f)),
 		lists:   map[string][]entry{},
 	}
-	s.webhook = cfg.Webhook
+	s.SetWebhook(cfg.Webhook)
 	s.setFaultsLocked(cfg.Faults, false)
 
 	s.mux = http.NewServeMux()
