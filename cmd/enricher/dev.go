@@ -84,7 +84,7 @@ type devSettings struct {
 	Instances       int
 	Churn           float64
 	Webhook         webhookSettings // Addr defaults to 127.0.0.1:0: the simulator calls it
-	Redis           redisSettings // --redis-url; none with Instances > 1: an embedded server
+	Redis           redisSettings   // --redis-url; none with Instances > 1: an embedded server
 	Gen             eventgen.Config
 	Pipeline        processor.Config
 	Ops             opsSettings
