@@ -269,7 +269,7 @@ func (e *enricher) fetchAndStore(ctx context.Context, user string) (lookup, erro
 	if err != nil {
 		return lookup{}, err
 	}
-	e.learn(v.accounts)
+	e.learn(ctx, v.accounts)
 	if v, err = encodeEnrichment(v, e.fields); err != nil {
 		return lookup{}, &enrichError{err: err}
 	}
@@ -341,7 +341,7 @@ func (e *enricher) loadShared(ctx context.Context, user string) (v lookup, l lay
 func (e *enricher) fromShared(user string, b []byte, ttlLeft time.Duration) (lookup, layer, bool) {
 	v, err := decodeLookup(b)
 	if err == nil {
-		e.learn(v.accounts)
+		e.learn(e.base, v.accounts)
 		v, err = encodeEnrichment(v, e.fields)
 	}
 	if err != nil {

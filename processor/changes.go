@@ -74,6 +74,8 @@ func (o ChangeOutcome) String() string {
 type changePatcher interface {
 	Patch(ctx context.Context, user, stamp string, at time.Time, stampTTL time.Duration, fn sharedcache.PatchFunc) (sharedcache.PatchAction, error)
 	WatchChanges(ctx context.Context, fn func(user string)) error
+	PutInfos(ctx context.Context, infos map[string][]byte) error
+	Info(ctx context.Context, account string) (value []byte, ok bool, err error)
 }
 
 // ApplyChange applies c to the cached list of each of its users and
@@ -114,6 +116,9 @@ func (e *enricher) stampTTL() time.Duration { return e.ttl(schemas.StatusOK) + e
 // this process's local entry.
 func (e *enricher) applyChange(ctx context.Context, c Change, user string) (ChangeOutcome, error) {
 	if sp, ok := e.shared.(changePatcher); ok {
+		if c.Subscribed {
+			e.sharedInfo(ctx, sp, c.Account)
+		}
 		outcome := ChangeUncached
 		_, err := sp.Patch(ctx, user, c.Account, c.EventTime, e.stampTTL(), func(b []byte) ([]byte, sharedcache.PatchAction, error) {
 			if b == nil {
@@ -249,14 +254,45 @@ func (e *enricher) patch(v lookup, c Change) (lookup, ChangeOutcome) {
 
 // learn remembers the base information of accounts (without the
 // subscriber's own), so that a change adding one of them to another user's
-// list is patched without an API call.
-func (e *enricher) learn(accounts []schemas.OfficialAccount) {
+// list is patched without an API call; with a shared cache, the accounts
+// this process had not seen are added to the shared details, so that the
+// process receiving the change knows them too.
+func (e *enricher) learn(ctx context.Context, accounts []schemas.OfficialAccount) {
+	sp, shared := e.shared.(changePatcher)
+	var fresh map[string][]byte
 	for _, a := range accounts {
 		if _, ok := e.infos.GetIfPresent(a.OfficialAccount); ok {
 			continue
 		}
 		a.SelfInfo = nil
 		e.infos.Set(a.OfficialAccount, a)
+		if shared {
+			if b, err := json.Marshal(a); err == nil {
+				if fresh == nil {
+					fresh = map[string][]byte{}
+				}
+				fresh[a.OfficialAccount] = b
+			}
+		}
+	}
+	if len(fresh) > 0 {
+		e.sharedFailed(sp.PutInfos(ctx, fresh))
+	}
+}
+
+// sharedInfo loads an account's details from the shared cache when this
+// process does not know them.
+func (e *enricher) sharedInfo(ctx context.Context, sp changePatcher, account string) {
+	if _, ok := e.infos.GetIfPresent(account); ok {
+		return
+	}
+	b, ok, err := sp.Info(ctx, account)
+	if e.sharedFailed(err) || !ok {
+		return
+	}
+	var a schemas.OfficialAccount
+	if json.Unmarshal(b, &a) == nil && a.OfficialAccount == account {
+		e.infos.Set(account, a)
 	}
 }
 

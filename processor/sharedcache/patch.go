@@ -188,3 +188,53 @@ func (s *Store) WatchChanges(ctx context.Context, fn func(user string)) error {
 		}
 	}
 }
+
+// infosKey is the hash of the accounts' details (opaque values by account
+// ID) that every process adds to as it fetches lists, so that a Patch
+// adding an account to a list can build the entry without an API call
+// whichever process fetched the account's details.
+func (s *Store) infosKey() string { return s.cfg.Prefix + "accounts" }
+
+// infosTTL is how long the details hash lives after its last write.
+const infosTTL = 24 * time.Hour
+
+// PutInfos stores details by account ID (overwriting older ones).
+func (s *Store) PutInfos(ctx context.Context, infos map[string][]byte) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if len(infos) == 0 {
+		return nil
+	}
+	_, err := s.run(ctx, "put_infos", func(ctx context.Context) (any, error) {
+		_, err := s.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			args := make([]any, 0, 2*len(infos))
+			for k, v := range infos {
+				args = append(args, k, v)
+			}
+			p.HSet(ctx, s.infosKey(), args...)
+			p.PExpire(ctx, s.infosKey(), infosTTL)
+			return nil
+		})
+		return nil, err
+	})
+	return err
+}
+
+// Info returns the details PutInfos stored for account; ok is false when
+// there are none.
+func (s *Store) Info(ctx context.Context, account string) (value []byte, ok bool, err error) {
+	if s.isClosed() {
+		return nil, false, ErrClosed
+	}
+	v, err := s.run(ctx, "info", func(ctx context.Context) (any, error) {
+		return s.cfg.Redis.HGet(ctx, s.infosKey(), account).Bytes()
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return v.([]byte), true, nil
+}
