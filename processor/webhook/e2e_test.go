@@ -34,7 +34,7 @@ const (
 )
 
 // topicRecords reads every record of topic.
-func topicRecords(t *testing.T, addr, topic string, parts int) []kafka.Message {
+func topicRecords(t testing.TB, addr, topic string, parts int) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -68,7 +68,7 @@ func topicRecords(t *testing.T, addr, topic string, parts int) []kafka.Message {
 	return out
 }
 
-func topicEnd(t *testing.T, addr, topic string, parts int) int64 {
+func topicEnd(t testing.TB, addr, topic string, parts int) int64 {
 	t.Helper()
 	var n int64
 	for p := range parts {
@@ -86,12 +86,16 @@ func topicEnd(t *testing.T, addr, topic string, parts int) int64 {
 	return n
 }
 
-// TestWebhookEndToEnd: two processors of one group share Redis; the
-// simulator's subscription changes reach the webhook receiver in front of
-// one of them; every event after the changes, whichever processor handles
-// it, carries the changed list, unsubscriptions and known accounts
-// without an API call; the changes topic holds one valid record per change.
-func TestWebhookEndToEnd(t *testing.T) {
+// stack is two processors of one group sharing Redis, the simulator, and
+// a webhook receiver in front of the first processor.
+type stack struct {
+	broker *devkafka.Broker
+	sim    *simulator.Server
+	procs  []*processor.Processor
+}
+
+func startStack(t testing.TB) *stack {
+	t.Helper()
 	rs := redistest.Start(t)
 	const parts = 4
 	broker, err := devkafka.Start(devkafka.Config{Partitions: parts, Topics: []string{"in", "out", "dlq", "changes"}})
@@ -155,6 +159,19 @@ func TestWebhookEndToEnd(t *testing.T) {
 	t.Cleanup(hook.Close)
 	sim.SetWebhook(simulator.Webhook{URL: hook.URL, Token: token})
 
+	return &stack{broker: broker, sim: sim, procs: procs}
+}
+
+// TestWebhookEndToEnd: two processors of one group share Redis; the
+// simulator's subscription changes reach the webhook receiver in front of
+// one of them; every event after the changes, whichever processor handles
+// it, carries the changed list, unsubscriptions and known accounts
+// without an API call; the changes topic holds one valid record per change.
+func TestWebhookEndToEnd(t *testing.T) {
+	st := startStack(t)
+	broker, sim, procs := st.broker, st.sim, st.procs
+	const parts = 4
+	ctx := context.Background()
 	w := &kafka.Writer{Addr: kafka.TCP(broker.Addr()), Topic: "in", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { _ = w.Close() })
 	produce := func(round int) {
