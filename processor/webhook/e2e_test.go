@@ -148,6 +148,7 @@ func startStack(t testing.TB) *stack {
 		}()
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	testsupport.WaitFor(t, 60*time.Second, "both processors own partitions", func() bool { return procs[0].Ready() && procs[1].Ready() })
 
 	changes := &kafka.Writer{Addr: kafka.TCP(broker.Addr()), Topic: "changes", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
 	t.Cleanup(func() { _ = changes.Close() })
