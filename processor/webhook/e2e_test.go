@@ -249,9 +249,15 @@ func TestWebhookEndToEnd(t *testing.T) {
 	// changed list.
 	produce(2)
 	testsupport.WaitFor(t, 60*time.Second, "round 2 published", func() bool { return topicEnd(t, broker.Addr(), "out", parts) == 2*e2eUsers })
-	if n := sim.Stats().Total - calls; n != 1 {
-		t.Errorf("round 2 made %d API calls, want 1 (the user whose added account nobody knew); changes %v %v; per user %v", n,
-			procs[0].Stats().CacheChanges, procs[1].Stats().CacheChanges, sim.Stats().PerUser)
+	// One call: the user whose added account nobody knew. A shared cache
+	// call that times out (a loaded machine) falls back to the API by
+	// design; those are counted apart.
+	sharedErrs := int(procs[0].Stats().SharedCacheErrors + procs[1].Stats().SharedCacheErrors)
+	if n := sim.Stats().Total - calls; n < 1 || n > 1+sharedErrs {
+		t.Errorf("round 2 made %d API calls, want 1 (the user whose added account nobody knew) plus at most %d shared cache failures; changes %v %v",
+			n, sharedErrs, procs[0].Stats().CacheChanges, procs[1].Stats().CacheChanges)
+	} else if n > 1 {
+		t.Logf("round 2 made %d API calls, %d after shared cache failures", n, n-1)
 	}
 	for i, p := range procs {
 		if p.Stats().Out == outBefore[i] {
