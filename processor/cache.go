@@ -50,6 +50,9 @@ type lookup struct {
 	// NegativeCacheTTL, from when it was fetched); past it the entry is
 	// stale, kept CacheStaleTTL more.
 	expires time.Time
+	// refreshAt, when set (CacheRefreshAfter), is when an entry still
+	// within its TTL is refreshed in the background.
+	refreshAt time.Time
 }
 
 // lookupFunc fetches one user's enrichment from the API. Errors are
@@ -92,7 +95,9 @@ type enricher struct {
 	now    func() time.Time
 	ttl    func(schemas.Status) time.Duration
 	stale  time.Duration // CacheStaleTTL
-	log    *slog.Logger
+	// refreshAfter is CacheRefreshAfter (0: off).
+	refreshAfter time.Duration
+	log          *slog.Logger
 	// base bounds coalesced API calls, which outlive the record that
 	// started them, and background refreshes; it is canceled on a hard
 	// stop, and by close.
@@ -107,6 +112,15 @@ type enricher struct {
 	hits, misses atomic.Int64
 	byLayer      [len(layerNames)]atomic.Int64
 	calls        atomic.Int64 // lookups that reached fetch
+	refreshed    atomic.Int64 // background refreshes of entries past refreshAt
+
+	// infos are the accounts' base information seen in fetched lists
+	// (changes.go), stamps the event time of the last change applied per
+	// user and account without a shared cache, watching whether the shared
+	// cache's change notifications are being received.
+	infos    *otter.Cache[string, schemas.OfficialAccount]
+	stamps   *otter.Cache[string, int64]
+	watching atomic.Bool
 }
 
 // newEnricher builds the cache: CacheSize entries, entries with status ok
@@ -116,7 +130,7 @@ func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher,
 	ctx, cancel := context.WithCancel(base)
 	e := &enricher{
 		shared: cfg.SharedCache, fetch: fetch, fields: cfg.fields, now: cfg.Now, stale: cfg.CacheStaleTTL, log: cfg.Logger,
-		base: ctx, cancel: cancel, refreshes: make(chan struct{}, 1),
+		base: ctx, cancel: cancel, refreshes: make(chan struct{}, 1), refreshAfter: cfg.CacheRefreshAfter,
 		sharedLog: rate.NewLimiter(rate.Every(10*time.Second), 1),
 		ttl: func(s schemas.Status) time.Duration {
 			if s == schemas.StatusOK {
@@ -136,6 +150,21 @@ func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher,
 		return nil, fmt.Errorf("processor: cache: %w", err)
 	}
 	e.cache = cache
+	if e.infos, err = otter.New(&otter.Options[string, schemas.OfficialAccount]{MaximumSize: cfg.CacheSize}); err == nil {
+		e.stamps, err = otter.New(&otter.Options[string, int64]{
+			MaximumSize:      cfg.CacheSize,
+			ExpiryCalculator: otter.ExpiryWriting[string, int64](e.stampTTL()),
+		})
+	}
+	if err != nil {
+		cancel()
+		cache.StopAllGoroutines()
+		return nil, fmt.Errorf("processor: cache: %w", err)
+	}
+	if w, ok := e.shared.(changePatcher); ok {
+		e.wg.Add(1)
+		go e.watchChanges(w)
+	}
 	return e, nil
 }
 
@@ -146,6 +175,9 @@ func (e *enricher) get(ctx context.Context, user string) (lookup, layer, error) 
 	if v, ok := e.cache.GetIfPresent(user); ok {
 		switch e.freshness(v) {
 		case layerLocal:
+			if e.refreshAfter > 0 && e.now().After(v.refreshAt) {
+				e.revalidate(user)
+			}
 			e.hit(layerLocal)
 			return v, layerLocal, nil
 		case layerStale:
@@ -219,28 +251,48 @@ func (e *enricher) load(ctx context.Context, user string) (lookup, layer, error)
 		}
 		lease = held
 	}
-	e.calls.Add(1)
-	v, err := e.fetch(ctx, user)
+	v, err := e.fetchAndStore(ctx, user)
 	if err != nil {
 		if lease != nil {
 			e.sharedFailed(lease.Release(context.WithoutCancel(ctx)))
 		}
 		return lookup{}, 0, err
 	}
-	if v, err = encodeEnrichment(v, e.fields); err != nil {
-		if lease != nil {
-			e.sharedFailed(lease.Release(context.WithoutCancel(ctx)))
-		}
-		return lookup{}, 0, &enrichError{err: err}
+	return v, layerAPI, nil
+}
+
+// fetchAndStore fetches the user from the API and stores the answer in
+// both caches (a Set, which consumes the caller's lease if it holds one).
+func (e *enricher) fetchAndStore(ctx context.Context, user string) (lookup, error) {
+	e.calls.Add(1)
+	v, err := e.fetch(ctx, user)
+	if err != nil {
+		return lookup{}, err
 	}
-	v.expires = e.now().Add(e.ttl(v.status))
+	e.learn(ctx, v.accounts)
+	if v, err = encodeEnrichment(v, e.fields); err != nil {
+		return lookup{}, &enrichError{err: err}
+	}
+	e.setTimes(&v, e.ttl(v.status))
 	e.cache.Set(user, v)
 	if e.shared != nil {
 		if b, err := encodeLookup(v); err == nil {
 			e.sharedFailed(e.shared.Set(ctx, user, b, e.ttl(v.status)+e.stale))
 		}
 	}
-	return v, layerAPI, nil
+	return v, nil
+}
+
+// setTimes sets the end of v's TTL, ttl from now, and when it is to be
+// refreshed (CacheRefreshAfter after it was fetched).
+func (e *enricher) setTimes(v *lookup, ttl time.Duration) {
+	v.expires = e.now().Add(ttl)
+	if e.refreshAfter > 0 {
+		v.refreshAt = v.fetchedAt.Add(e.refreshAfter)
+		if v.fetchedAt.IsZero() {
+			v.refreshAt = e.now().Add(e.refreshAfter)
+		}
+	}
 }
 
 // sharedAttempts bounds the rounds of Get, Acquire and Wait before a
@@ -289,13 +341,14 @@ func (e *enricher) loadShared(ctx context.Context, user string) (v lookup, l lay
 func (e *enricher) fromShared(user string, b []byte, ttlLeft time.Duration) (lookup, layer, bool) {
 	v, err := decodeLookup(b)
 	if err == nil {
+		e.learn(e.base, v.accounts)
 		v, err = encodeEnrichment(v, e.fields)
 	}
 	if err != nil {
 		e.sharedFailed(fmt.Errorf("user %q: %w", user, err))
 		return lookup{}, 0, false
 	}
-	v.expires = e.now().Add(ttlLeft - e.stale)
+	e.setTimes(&v, ttlLeft-e.stale)
 	switch e.freshness(v) {
 	case layerLocal:
 		return v, layerShared, true
@@ -336,6 +389,47 @@ func (e *enricher) refresh(user string) {
 		ch := e.flight.DoChan(user, func() (any, error) {
 			v, l, err := e.load(e.base, user)
 			return loaded{v, l}, err
+		})
+		select {
+		case <-ch:
+		case <-e.base.Done():
+		}
+	}()
+}
+
+// revalidate fetches, in the background, a user whose entry is within its
+// TTL but past CacheRefreshAfter: the safety net of long TTLs kept current
+// by changes (webhooks can be lost). Like refresh, one at a time and
+// skipped while another runs; with a shared cache, a value another process
+// refreshed meanwhile is taken instead of fetching.
+func (e *enricher) revalidate(user string) {
+	select {
+	case e.refreshes <- struct{}{}:
+	default:
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer func() { <-e.refreshes }()
+		ch := e.flight.DoChan(user, func() (any, error) {
+			if v, ok := e.cache.GetIfPresent(user); ok && !e.now().After(v.refreshAt) {
+				return loaded{v, layerLocal}, nil // refreshed meanwhile
+			}
+			if e.shared != nil {
+				b, left, found, err := e.shared.Get(e.base, user)
+				if !e.sharedFailed(err) && found {
+					if v, l, ok := e.fromShared(user, b, left); ok && l == layerShared && e.now().Before(v.refreshAt) {
+						e.cache.Set(user, v)
+						return loaded{v, layerShared}, nil
+					}
+				}
+			}
+			v, err := e.fetchAndStore(e.base, user)
+			if err == nil {
+				e.refreshed.Add(1)
+			}
+			return loaded{v, layerAPI}, err
 		})
 		select {
 		case <-ch:

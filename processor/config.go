@@ -149,6 +149,14 @@ type Config struct {
 	// users never seen. Zero (default): an expired entry is fetched again
 	// before the record is published.
 	CacheStaleTTL time.Duration
+	// CacheRefreshAfter, when positive, refreshes an entry in the
+	// background once it is this old (from its fetch) while it is still
+	// within CacheTTL: it is published at once as a hit, and fetched again
+	// one user at a time. With subscription changes applied (ApplyChange,
+	// Tencent's webhooks) CacheTTL may be hours; this bounds how long a
+	// lost change can go unnoticed. Zero (default): off. Must be shorter
+	// than CacheTTL.
+	CacheRefreshAfter time.Duration
 	// SharedCache, when set, is the cache every process of the SDKAppID
 	// shares (Redis: *sharedcache.Store), behind the local cache: lookups
 	// are stored there with their TTLs, and a user being fetched by one
@@ -335,7 +343,7 @@ func (c Config) Validate() error {
 		name string
 		v    time.Duration
 	}{
-		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CacheStaleTTL", c.CacheStaleTTL}, {"CommitInterval", c.CommitInterval},
+		{"CacheTTL", c.CacheTTL}, {"NegativeCacheTTL", c.NegativeCacheTTL}, {"CacheStaleTTL", c.CacheStaleTTL}, {"CacheRefreshAfter", c.CacheRefreshAfter}, {"CommitInterval", c.CommitInterval},
 		{"DrainTimeout", c.DrainTimeout}, {"ShutdownTimeout", c.ShutdownTimeout}, {"UnavailableAfter", c.UnavailableAfter},
 		{"PauseBackoff", c.PauseBackoff}, {"RecordRetryDeadline", c.RecordRetryDeadline}, {"StallTimeout", c.StallTimeout},
 		{"BatchTimeout", c.BatchTimeout}, {"FetchMaxWait", c.FetchMaxWait},
@@ -351,6 +359,10 @@ func (c Config) Validate() error {
 				Reason: "must be shorter than", // a member that drains longer is dropped from the group and its final commit rejected
 				Other:  "RebalanceTimeout", OtherValue: rt})
 		}
+	}
+	if c.CacheRefreshAfter > 0 && c.CacheRefreshAfter >= cmp.Or(c.CacheTTL, DefaultCacheTTL) {
+		errs = append(errs, &ConfigError{Field: "CacheRefreshAfter", Value: c.CacheRefreshAfter, Reason: "must be shorter than",
+			Other: "CacheTTL", OtherValue: cmp.Or(c.CacheTTL, DefaultCacheTTL)})
 	}
 	if c.HeartbeatInterval > 0 && c.HeartbeatInterval >= cmp.Or(c.SessionTimeout, DefaultSessionTimeout) {
 		errs = append(errs, &ConfigError{Field: "HeartbeatInterval", Value: c.HeartbeatInterval, Reason: "must be shorter than",

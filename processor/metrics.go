@@ -24,6 +24,7 @@ var (
 	attrCache      = attribute.Key("enrichment.cache")
 	attrCacheLayer = attribute.Key("enrichment.cache.layer")
 	attrRetryAfter = attribute.Key("enrichment.retry_after")
+	attrChange     = attribute.Key("enrichment.change.outcome")
 )
 
 // metrics are the pipeline's OTel instruments plus the counters behind
@@ -35,7 +36,10 @@ type metrics struct {
 	// measurements, not a call into the metrics SDK per counter.
 	latency      metric.Float64Histogram // input timestamp to publish ack
 	processing   metric.Float64Histogram // fetch to publish ack
+	changes      metric.Int64Counter     // users' cached lists changed by ApplyChange, by outcome
+	nChanges     [len(changeOutcomeNames)]atomic.Int64
 	registration metric.Registration
+	refreshReg   metric.Registration
 	nIn, nOut    atomic.Int64
 	nDLQ         atomic.Int64
 	nInFlight    atomic.Int64
@@ -107,6 +111,14 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
 	skipped, _ := m.Int64ObservableCounter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
 	overflows, _ := m.Int64ObservableCounter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
+	x.changes, _ = m.Int64Counter("enricher.cache.changes", metric.WithDescription("Subscription changes (webhooks) applied to a user's cached list, by enrichment.change.outcome: patched, invalidated, unchanged, uncached or ignored (duplicate or late)."), metric.WithUnit("{user}"))
+	refreshes, _ := m.Int64ObservableCounter("enricher.cache.refreshes", metric.WithDescription("Background refreshes of entries older than --cache-refresh-after."))
+	if refreshes != nil {
+		x.refreshReg, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			o.ObserveInt64(refreshes, p.enr.refreshed.Load())
+			return nil
+		}, refreshes)
+	}
 	lag, _ := m.Int64ObservableGauge("enricher.consumer.lag", metric.WithDescription("High watermark minus committed offset, per partition."), metric.WithUnit("{record}"))
 	committed, _ := m.Int64ObservableGauge("enricher.consumer.committed_offset", metric.WithDescription("Last committed offset (the contiguous published watermark), per partition."))
 	ratio, _ := m.Float64ObservableGauge("enricher.cache.hit_ratio", metric.WithDescription("Cache hits over lookups since start."))
@@ -157,6 +169,13 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	return x
 }
 
+func (m *metrics) change(ctx context.Context, o ChangeOutcome) {
+	m.nChanges[o].Add(1)
+	if m.changes != nil {
+		m.changes.Add(ctx, 1, metric.WithAttributes(attrChange.String(o.String())))
+	}
+}
+
 func (m *metrics) recordIn(context.Context) {
 	m.nIn.Add(1)
 	m.nInFlight.Add(1)
@@ -190,6 +209,9 @@ func (m *metrics) observeLatency(ctx context.Context, produced, fetched, now tim
 func (m *metrics) cache(_ context.Context, l layer) { m.byLayer[l].Add(1) }
 
 func (m *metrics) close() {
+	if m.refreshReg != nil {
+		_ = m.refreshReg.Unregister()
+	}
 	if m.registration != nil {
 		_ = m.registration.Unregister()
 	}
@@ -208,6 +230,11 @@ type Stats struct {
 	// CacheShared and CacheStale count the hits answered by the shared
 	// cache and by stale entries (included in CacheHits, by record).
 	CacheShared, CacheStale int64
+	// CacheChanges counts users' cached lists changed by ApplyChange, by
+	// outcome (only outcomes that occurred); CacheRefreshes the background
+	// refreshes of entries older than CacheRefreshAfter.
+	CacheChanges   map[ChangeOutcome]int64
+	CacheRefreshes int64
 	// SharedCacheErrors counts failed calls to the shared cache (the
 	// process then fetched by itself).
 	SharedCacheErrors int64

@@ -399,6 +399,13 @@ func (p *Pipeline) Stats() Stats {
 		}
 	}
 	s.CacheHitRatio = p.enr.hitRatio()
+	s.CacheRefreshes = p.enr.refreshed.Load()
+	s.CacheChanges = map[ChangeOutcome]int64{}
+	for i := range m.nChanges {
+		if n := m.nChanges[i].Load(); n > 0 {
+			s.CacheChanges[ChangeOutcome(i)] = n
+		}
+	}
 	return s
 }
 

@@ -3,7 +3,8 @@
 // validator.
 //
 // The schema files are versioned in their names: user-event.v1.json describes
-// an input event, enriched-record.v1.json one record of the output topic. A
+// an input event, enriched-record.v1.json one record of the output topic,
+// subscription-change.v1.json one record of the changes topic. A
 // change that is not backwards compatible gets a new file and a new version
 // constant; the old ones stay.
 package schemas
@@ -22,6 +23,7 @@ import (
 const (
 	UserEventV1File      = "user-event.v1.json"
 	EnrichedRecordV1File = "enriched-record.v1.json"
+	ChangeV1File         = "subscription-change.v1.json"
 )
 
 // RecordVersion is the value of an enriched record's schema_version field.
@@ -33,8 +35,29 @@ const DefaultUserIDPointer = "/user_id"
 
 // Files holds the schema files.
 //
-//go:embed user-event.v1.json enriched-record.v1.json
+//go:embed user-event.v1.json enriched-record.v1.json subscription-change.v1.json
 var Files embed.FS
+
+// ChangeVersion is the value of a subscription change's schema_version.
+const ChangeVersion = "subscription-change.v1"
+
+// Change kinds of a SubscriptionChange.
+const (
+	ChangeSubscribed   = "subscribed"
+	ChangeUnsubscribed = "unsubscribed"
+)
+
+// SubscriptionChange is one record of the changes topic
+// (subscription-change.v1.json), keyed by UserID.
+type SubscriptionChange struct {
+	SchemaVersion   string    `json:"schema_version"`
+	UserID          string    `json:"user_id"`
+	OfficialAccount string    `json:"official_account"`
+	Change          string    `json:"change"`
+	EventTime       time.Time `json:"event_time"`
+	OperatorAccount string    `json:"operator_account,omitempty"`
+	ReceivedAt      time.Time `json:"received_at"`
+}
 
 // UserEvent is the part of an input event the processor interprets in the
 // default layout. Every other field passes through untouched.
@@ -150,7 +173,7 @@ func (r *Record) Encode(dst []byte) ([]byte, error) {
 // Validator validates documents against the embedded schemas. It is safe for
 // concurrent use.
 type Validator struct {
-	event, record *jsonschema.Schema
+	event, record, change *jsonschema.Schema
 }
 
 // NewValidator compiles the embedded schemas, with format assertions
@@ -160,7 +183,7 @@ func NewValidator() (*Validator, error) {
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()
 	const base = "https://github.com/tencentchat-enricher/enricher/schemas/"
-	for _, name := range []string{UserEventV1File, EnrichedRecordV1File} {
+	for _, name := range []string{UserEventV1File, EnrichedRecordV1File, ChangeV1File} {
 		f, err := Files.Open(name)
 		if err != nil {
 			return nil, fmt.Errorf("schemas: open %s: %w", name, err)
@@ -182,8 +205,15 @@ func NewValidator() (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schemas: compile %s: %w", EnrichedRecordV1File, err)
 	}
-	return &Validator{event: ev, record: rec}, nil
+	chg, err := c.Compile(base + ChangeV1File)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: compile %s: %w", ChangeV1File, err)
+	}
+	return &Validator{event: ev, record: rec, change: chg}, nil
 }
+
+// ValidateChange validates data against subscription-change.v1.json.
+func (v *Validator) ValidateChange(data []byte) error { return validate(v.change, data) }
 
 // ValidateEvent validates data against user-event.v1.json.
 func (v *Validator) ValidateEvent(data []byte) error { return validate(v.event, data) }

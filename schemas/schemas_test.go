@@ -164,7 +164,7 @@ func TestEncodeRejectsEmptyEvent(t *testing.T) {
 
 // Every field of the output schema is documented.
 func TestSchemaFieldsDocumented(t *testing.T) {
-	for _, name := range []string{schemas.UserEventV1File, schemas.EnrichedRecordV1File} {
+	for _, name := range []string{schemas.UserEventV1File, schemas.EnrichedRecordV1File, schemas.ChangeV1File} {
 		b, err := schemas.Files.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)

@@ -66,7 +66,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 func (s *Simulator) appendPage(dst []byte, req pageRequest, total int) []byte {
 	var es []entry
 	if req.offset < uint64(total) {
-		es = s.data.entries(req.user, int(req.offset), req.limit)
+		es = s.entries(req.user, int(req.offset), req.limit)
 	}
 	complete, next := 1, uint64(0)
 	if end := req.offset + uint64(len(es)); len(es) > 0 && end < uint64(total) {

@@ -10,8 +10,9 @@
 //
 // New returns the http.Handler; NewServer also listens on 127.0.0.1:0.
 // Besides the API the handler serves GET /stats (Stats as JSON), DELETE
-// /stats (reset), GET /faults and POST /faults (merge a JSON Faults), and
-// GET /healthz.
+// /stats (reset), GET /faults and POST /faults (merge a JSON Faults), POST
+// /subscriptions (subscribe or unsubscribe a user, reported to the webhook
+// URL as Tencent does: churn.go) and GET /healthz.
 //
 // Order of checks for a call, each stopping the call with its answer (the
 // body is read and its Subscriber_Account counted in Stats.PerUser first):
@@ -86,8 +87,11 @@ type Config struct {
 	// Now is the clock for UserSig expiry, the frequency window, outages and
 	// stats. nil means time.Now. Latency is always real time.
 	Now func() time.Time
-	// Seed seeds the fault dice (probabilities, jitter).
+	// Seed seeds the fault dice (probabilities, jitter) and the churn.
 	Seed uint64
+	// Webhook is where subscription changes are reported (churn.go); the
+	// zero value reports none.
+	Webhook Webhook
 }
 
 // Validate reports the first invalid field.
@@ -124,6 +128,10 @@ type Simulator struct {
 
 	diceMu sync.Mutex
 	dice   *rand.Rand
+
+	listsMu sync.RWMutex
+	lists   map[string][]entry // changed users' lists (churn.go)
+	churnState
 }
 
 // New returns a Simulator for cfg.
@@ -151,7 +159,9 @@ func New(cfg Config) (*Simulator, error) {
 		limiter: &limiter{limit: cfg.Rate},
 		stats:   newRecorder(cfg.Now(), cfg.Rate),
 		dice:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0xa076_1d64_78bd_642f)),
+		lists:   map[string][]entry{},
 	}
+	s.SetWebhook(cfg.Webhook)
 	s.setFaultsLocked(cfg.Faults, false)
 
 	s.mux = http.NewServeMux()
@@ -160,6 +170,7 @@ func New(cfg Config) (*Simulator, error) {
 	s.mux.HandleFunc("DELETE /stats", s.serveResetStats)
 	s.mux.HandleFunc("GET /faults", s.serveGetFaults)
 	s.mux.HandleFunc("POST /faults", s.servePostFaults)
+	s.mux.HandleFunc("POST /subscriptions", s.serveSubscriptions)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -336,7 +347,7 @@ func (s *Simulator) answer(w http.ResponseWriter, r *http.Request, now time.Time
 		return code
 	}
 
-	total, ok := s.data.count(req.user)
+	total, ok := s.count(req.user)
 	if !ok {
 		writeFail(w, CodeUserNotFound, "")
 		return CodeUserNotFound

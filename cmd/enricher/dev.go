@@ -49,10 +49,13 @@ func devCommand() *cli.Command {
 			Usage: "period of the summary line"},
 		&cli.IntFlag{Name: "samples", Category: catDev, Value: 1, Sources: env("ENRICHER_DEV_SAMPLES"),
 			Usage: "enriched records printed with each summary line"},
+		&cli.FloatFlag{Name: "churn", Category: catDev, Value: 0.01, Sources: env("ENRICHER_DEV_CHURN"),
+			Usage: "`FRACTION` of the users whose subscriptions the simulator changes every minute, each change sent to the processor's webhook receiver (0: none)"},
 		&cli.IntFlag{Name: "instances", Category: catDev, Value: 1, Sources: env("ENRICHER_DEV_INSTANCES"),
 			Usage: "processors in one consumer group, each with its own API client; above 1 they share one API budget and subscription cache in an embedded Redis-compatible server (or --redis-url)"},
 	)
 	flags = append(flags, redisFlags()...)
+	flags = append(flags, webhookFlags()...)
 	flags = append(flags, generatorFlags()...)
 	flags = append(flags, pipelineFlags()...)
 	flags = append(flags, opsFlags("127.0.0.1:9464")...)
@@ -82,7 +85,9 @@ type devSettings struct {
 	SummaryInterval time.Duration
 	Samples         int
 	Instances       int
-	Redis           redisSettings // --redis-url; none with Instances > 1: an embedded server
+	Churn           float64
+	Webhook         webhookSettings // Addr defaults to 127.0.0.1:0: the simulator calls it
+	Redis           redisSettings   // --redis-url; none with Instances > 1: an embedded server
 	Gen             eventgen.Config
 	Pipeline        processor.Config
 	Ops             opsSettings
@@ -100,6 +105,7 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 		SummaryInterval: cmd.Duration("summary-interval"),
 		Samples:         cmd.Int("samples"),
 		Instances:       cmd.Int("instances"),
+		Churn:           cmd.Float("churn"),
 	}
 	var err error
 	if s.Ops, err = parseOps(cmd); err != nil {
@@ -132,6 +138,17 @@ func parseDev(cmd *cli.Command) (devSettings, error) {
 		return s, flagError(cmd, "samples", "must not be negative, got %d", s.Samples)
 	case s.Instances < 1:
 		return s, flagError(cmd, "instances", "must be at least 1, got %d", s.Instances)
+	case s.Churn < 0 || s.Churn > 1:
+		return s, flagError(cmd, "churn", "must be a fraction from 0 to 1, got %g", s.Churn)
+	}
+	if !cmd.IsSet("webhook-addr") {
+		_ = cmd.Set("webhook-addr", "127.0.0.1:0")
+	}
+	if s.Webhook, err = parseWebhook(cmd); err != nil {
+		return s, err
+	}
+	if s.Webhook.Addr == "" {
+		s.Webhook.Addr = "127.0.0.1:0"
 	}
 	if s.Redis, err = parseRedis(cmd); err != nil {
 		return s, err
@@ -214,6 +231,13 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 		defer inst.close()
 		insts[i] = inst
 	}
+	// The webhooks go to the first processor; with several, the shared
+	// cache carries each change to the others.
+	hooks, err := startWebhook(s.Webhook, devSDKAppID, insts[0].proc, k, log, prov)
+	if err != nil {
+		return err
+	}
+	sim.SetWebhook(simulator.Webhook{URL: hooks.URL(), Token: s.Webhook.Token})
 	checks := devReadiness(k, insts)
 	ops, err := startOps(s.Ops, prov, checks, log)
 	if err != nil {
@@ -239,6 +263,8 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	if len(insts) > 1 || redisShown != "" {
 		fmt.Fprintf(out, "  %d processors in group %s sharing one API budget and cache in %s\n", len(insts), s.Pipeline.Group, redisShown)
 	}
+	fmt.Fprintf(out, "  webhooks: %s; the simulator changes %g%% of the users' subscriptions a minute (POST %s/subscriptions for one)\n",
+		hooks.URL(), 100*s.Churn, sim.URL())
 	fmt.Fprintf(out, "  read the output: kcat -C -b %s -t %s -e\n", broker.Addr(), s.Pipeline.OutputTopic)
 	if ops != nil {
 		fmt.Fprintf(out, "  metrics: http://%s/metrics  readiness: http://%s/readyz\n", ops.Addr(), ops.Addr())
@@ -262,6 +288,10 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 			}
 			return err
 		})
+	}
+	g.Go(func() error { return hooks.Run(procCtx) })
+	if s.Churn > 0 {
+		g.Go(func() error { return sim.RunChurn(gctx, s.Churn, s.Gen.Users) })
 	}
 	g.Go(func() error {
 		if err := gen.Run(gctx, events); err != nil {
@@ -287,7 +317,8 @@ func runDev(ctx context.Context, cmd *cli.Command) error {
 	})
 	err = g.Wait()
 	st, per := devStats(insts)
-	fmt.Fprintf(out, "enricher dev: stopped; in %d, out %d, dlq %d%s; data kept in %s\n", st.In, st.Out, st.DLQ, per, s.DataDir)
+	fmt.Fprintf(out, "enricher dev: stopped; in %d, out %d, dlq %d%s; api calls %d; %s; data kept in %s\n",
+		st.In, st.Out, st.DLQ, per, sim.Stats().Total, churnLine(sim, st), s.DataDir)
 	return err
 }
 
@@ -354,9 +385,9 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devIn
 			if known {
 				lagText = fmt.Sprint(lag)
 			}
-			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d | %s | breaker %s%s\n",
+			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d | %s | breaker %s%s | %s\n",
 				now.Sub(start).Round(time.Second), gen.Stats().Sent, st.In, st.Out, st.DLQ, rate,
-				100*st.CacheHitRatio, lagText, st.InFlight, readinessText(ctx, checks, s.SummaryInterval), breakerText(insts), per)
+				100*st.CacheHitRatio, lagText, st.InFlight, readinessText(ctx, checks, s.SummaryInterval), breakerText(insts), per, churnLine(sim, st))
 			for i := 0; i < s.Samples; i++ {
 				select {
 				case m := <-samples:
@@ -405,6 +436,14 @@ func breakerText(insts []*devInstance) string {
 		states[i] = inst.api.BreakerState().String()
 	}
 	return strings.Join(states, "/")
+}
+
+// churnLine shows the simulator's subscription changes, its webhook calls
+// and what they did to the caches.
+func churnLine(sim *simulator.Server, st processor.Stats) string {
+	c, w := sim.ChurnStats(), sim.WebhookStats()
+	return fmt.Sprintf("changes +%d/-%d, webhooks %d (%d failed), cache patched %d invalidated %d",
+		c.Subscribed, c.Unsubscribed, w.Sent, w.Failed, st.CacheChanges[processor.ChangePatched], st.CacheChanges[processor.ChangeInvalidated])
 }
 
 // topicRecords returns the sum of the topic's partition end offsets (0 when unknown).

@@ -119,6 +119,12 @@ func devStats(insts []*devInstance) (processor.Stats, string) {
 		sum.CacheHits += st.CacheHits
 		sum.CacheMisses += st.CacheMisses
 		sum.APICalls += st.APICalls
+		for o, n := range st.CacheChanges {
+			if sum.CacheChanges == nil {
+				sum.CacheChanges = map[processor.ChangeOutcome]int64{}
+			}
+			sum.CacheChanges[o] += n
+		}
 		sum.Partitions = append(sum.Partitions, st.Partitions...)
 		outs[i] = fmt.Sprint(st.Out)
 	}

@@ -21,6 +21,7 @@ type runSettings struct {
 	Tencent  client.Config
 	Redis    redisSettings
 	Ops      opsSettings
+	Webhook  webhookSettings
 	// PprofAddr serves net/http/pprof (--pprof); empty: off.
 	PprofAddr string
 }
@@ -31,6 +32,7 @@ func runCommand() *cli.Command {
 	flags = append(flags, pipelineFlags()...)
 	flags = append(flags, tencentFlags()...)
 	flags = append(flags, redisFlags()...)
+	flags = append(flags, webhookFlags()...)
 	flags = append(flags, opsFlags(defaultHTTPAddr)...)
 	flags = append(flags, pprofFlag())
 	return &cli.Command{
@@ -67,6 +69,9 @@ func parseRun(cmd *cli.Command) (runSettings, error) {
 		return s, err
 	}
 	if s.Redis, err = parseRedis(cmd); err != nil {
+		return s, err
+	}
+	if s.Webhook, err = parseWebhook(cmd); err != nil {
 		return s, err
 	}
 	s.Tencent.Filter = responseFilter(s.Pipeline.Fields)
@@ -113,6 +118,11 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	if err != nil {
 		return configError(cmd, err)
 	}
+	hooks, err := startWebhook(s.Webhook, s.Tencent.SDKAppID, proc, s.Kafka, log, prov)
+	if err != nil {
+		_ = proc.Close()
+		return err
+	}
 	checks := readiness(s.Kafka, proc, api)
 	ops, err := startOps(s.Ops, prov, sh.addChecks(checks), log)
 	if err != nil {
@@ -129,6 +139,11 @@ func runProcessor(ctx context.Context, cmd *cli.Command, s runSettings) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if ops != nil {
 		g.Go(func() error { return ops.Run(gctx) })
+	}
+	if hooks != nil {
+		log.Info("webhook receiver listening", slog.String("url", hooks.URL()), slog.Bool("token", s.Webhook.Token != ""),
+			slog.String("changes_topic", s.Webhook.ChangesTopic))
+		g.Go(func() error { return hooks.Run(gctx) })
 	}
 	if s.PprofAddr != "" {
 		stop, err := servePprof(gctx, s.PprofAddr, log)

@@ -21,6 +21,10 @@ const (
 	devSecretKey = "dev-only-secret-key"
 )
 
+// simulatorWebhookTokenEnv holds the token the simulator signs its webhook
+// calls with (a secret: never a flag).
+const simulatorWebhookTokenEnv = "SIMULATOR_WEBHOOK_TOKEN"
+
 // simulatorSecretEnv holds the simulator's secret key. The key is read
 // from the environment only, never from a flag, so that it does not show in
 // process listings.
@@ -32,7 +36,9 @@ func simulatorCommand() *cli.Command {
 		Usage: "serve a simulated Tencent Cloud Chat get_subscribed_official_account_list endpoint",
 		Description: "The secret key UserSigs are verified with comes from " + simulatorSecretEnv +
 			"; --dev-credentials falls back to the dev-only key when it is unset.\n" +
-			"Runtime knobs: GET /stats, DELETE /stats, GET /faults, POST /faults (JSON, merged), GET /healthz.",
+			"Runtime knobs: GET /stats, DELETE /stats, GET /faults, POST /faults (JSON, merged), GET /healthz,\n" +
+			"POST /subscriptions ({\"user\":...,\"account\":...,\"subscribed\":true|false}).\n" +
+			"Subscription changes (--churn, POST /subscriptions) call --webhook-url as Tencent does, signed with " + simulatorWebhookTokenEnv + " when set.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "`address` to listen on", Sources: cli.EnvVars("SIMULATOR_LISTEN")},
 			&cli.IntFlag{Name: "sdkappid", Value: devSDKAppID, Usage: "SDKAppID of the simulated app", Sources: cli.EnvVars("SIMULATOR_SDKAPPID")},
@@ -51,6 +57,8 @@ func simulatorCommand() *cli.Command {
 			&cli.FloatFlag{Name: "p10004", Usage: "probability of ErrorCode 10004", Sources: cli.EnvVars("SIMULATOR_P10004")},
 			&cli.FloatFlag{Name: "p20005", Usage: "probability of ErrorCode 20005", Sources: cli.EnvVars("SIMULATOR_P20005")},
 			&cli.FloatFlag{Name: "slow-probability", Usage: "probability of a call delayed by --slow-delay", Sources: cli.EnvVars("SIMULATOR_SLOW_PROBABILITY")},
+			&cli.StringFlag{Name: "webhook-url", Usage: "`URL` called on every subscription change (the processor's --webhook-addr, path " + webhookPath + ")", Sources: cli.EnvVars("SIMULATOR_WEBHOOK_URL")},
+			&cli.FloatFlag{Name: "churn", Usage: "`FRACTION` of the generated users whose subscriptions change every minute (0: none)", Sources: cli.EnvVars("SIMULATOR_CHURN")},
 			&cli.DurationFlag{Name: "slow-delay", Value: 10 * time.Second, Usage: "extra delay of slow calls", Sources: cli.EnvVars("SIMULATOR_SLOW_DELAY")},
 		},
 		Action: runSimulator,
@@ -86,6 +94,14 @@ func runSimulator(ctx context.Context, cmd *cli.Command) error {
 			SlowProbability: cmd.Float64("slow-probability"), SlowDelay: cmd.Duration("slow-delay"),
 		},
 	}
+	cfg.Webhook = simulator.Webhook{URL: cmd.String("webhook-url"), Token: os.Getenv(simulatorWebhookTokenEnv)}
+	churn := cmd.Float("churn")
+	if churn < 0 || churn > 1 {
+		return badConfig("simulator: --churn must be a fraction from 0 to 1, got %g", churn)
+	}
+	if churn > 0 && cmd.String("data") != "" {
+		return badConfig("simulator: --churn changes generated users; it excludes --data")
+	}
 	if cfg.Rate == 0 {
 		return badConfig("simulator: --rate 0 would refuse every call (use a negative rate for no limit)")
 	}
@@ -109,6 +125,15 @@ func runSimulator(ctx context.Context, cmd *cli.Command) error {
 	fmt.Fprintf(cmd.Root().Writer, "simulator listening on http://%s%s (sdkappid %d, admin %s, %s, rate %s, latency %v+[0,%v))\n",
 		ln.Addr(), simulator.Path, cfg.SDKAppID, cfg.Admin, describe, rate, cfg.Faults.Latency, cfg.Faults.Jitter)
 
+	churnCtx, stopChurn := context.WithCancel(ctx)
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		if churn > 0 {
+			_ = sim.RunChurn(churnCtx, churn, cmd.Int("users"))
+		}
+	}()
+	defer func() { stopChurn(); <-churned }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("simulator: %w", err)
@@ -123,8 +148,9 @@ func runSimulator(ctx context.Context, cmd *cli.Command) error {
 	}
 	<-served
 	st := sim.Stats()
-	fmt.Fprintf(cmd.Root().Writer, "simulator stopped: %d calls, by code %v, max %d in a second, max %d concurrent\n",
-		st.Total, st.ByCode, st.MaxPerSecond, st.MaxConcurrent)
+	c, w := sim.ChurnStats(), sim.WebhookStats()
+	fmt.Fprintf(cmd.Root().Writer, "simulator stopped: %d calls, by code %v, max %d in a second, max %d concurrent; changes +%d/-%d, webhooks %d (%d failed)\n",
+		st.Total, st.ByCode, st.MaxPerSecond, st.MaxConcurrent, c.Subscribed, c.Unsubscribed, w.Sent, w.Failed)
 	if err != nil {
 		return fmt.Errorf("simulator: shutdown: %w", err)
 	}

@@ -23,6 +23,7 @@ const (
 	MetricSets          = "enricher.sharedcache.sets"           // result: ok|error
 	MetricLeases        = "enricher.sharedcache.leases"         // result: acquired|contended|present|error
 	MetricWaits         = "enricher.sharedcache.waits"          // result: value|free|timeout|error
+	MetricPatches       = "enricher.sharedcache.patches"        // result: replaced|deleted|kept|stale|error
 	MetricRedisDuration = "enricher.sharedcache.redis.duration" // histogram (s), attr op
 
 	attrResult = attribute.Key("enricher.sharedcache.result")
@@ -35,6 +36,7 @@ type telemetry struct {
 	sets     metric.Int64Counter
 	leases   metric.Int64Counter
 	waits    metric.Int64Counter
+	patches  metric.Int64Counter
 	redisDur metric.Float64Histogram
 }
 
@@ -62,6 +64,7 @@ func newTelemetry(cfg Config) (*telemetry, error) {
 	t.sets = counter(MetricSets, "Shared cache writes by result.")
 	t.leases = counter(MetricLeases, "Shared cache lease attempts by result.")
 	t.waits = counter(MetricWaits, "Waits for another process's value by result.")
+	t.patches = counter(MetricPatches, "Changes applied to shared values (webhooks) by result.")
 	if err == nil {
 		t.redisDur, err = m.Float64Histogram(MetricRedisDuration, metric.WithUnit("s"), metric.WithDescription("Latency of the shared cache's Redis calls."))
 	}
@@ -82,6 +85,10 @@ func (t *telemetry) lease(ctx context.Context, result string) {
 }
 func (t *telemetry) wait(ctx context.Context, result string) {
 	t.waits.Add(ctx, 1, metric.WithAttributes(attrResult.String(result)))
+}
+
+func (t *telemetry) patch(ctx context.Context, result string) {
+	t.patches.Add(ctx, 1, metric.WithAttributes(attrResult.String(result)))
 }
 
 // run performs one Redis call with a RedisTimeout deadline, a span and the
