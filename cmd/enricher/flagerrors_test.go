@@ -45,7 +45,7 @@ func TestConfigErrorsNameFlagAndEnv(t *testing.T) {
 		{name: "replay isolation level from env", env: map[string]string{"ENRICHER_ISOLATION_LEVEL": "dirty"}, args: []string{"replay"}, want: "--isolation-level (ENRICHER_ISOLATION_LEVEL)"},
 		{name: "order by", args: []string{"run", "--order-by", "partition"}, want: "--order-by (ENRICHER_ORDER_BY) must be kafka-key or user"},
 		{name: "per-partition zero", args: []string{"run", "--max-in-flight-per-partition", "0"}, want: "--max-in-flight-per-partition (ENRICHER_MAX_IN_FLIGHT_PER_PARTITION)"},
-		{name: "per-partition above total", args: []string{"run", "--max-in-flight", "8", "--max-in-flight-per-partition", "9"}, want: "--max-in-flight-per-partition (ENRICHER_MAX_IN_FLIGHT_PER_PARTITION)"},
+		{name: "per-partition above the commit metadata", args: []string{"run", "--max-in-flight-per-partition", "20001"}, want: "--max-in-flight-per-partition (ENRICHER_MAX_IN_FLIGHT_PER_PARTITION) must be at most 20000"},
 		{name: "max in flight", args: []string{"run", "--max-in-flight", "-1"}, want: "--max-in-flight (ENRICHER_MAX_IN_FLIGHT)"},
 		{name: "max event bytes", args: []string{"run", "--max-event-bytes", "0"}, want: "--max-event-bytes (ENRICHER_MAX_EVENT_BYTES)"},
 		{name: "negative cache ttl", args: []string{"run", "--negative-cache-ttl", "0s"}, want: "--negative-cache-ttl (ENRICHER_NEGATIVE_CACHE_TTL)"},
@@ -210,7 +210,7 @@ func TestProcessorConfigErrorsNameFlags(t *testing.T) {
 		{"start-offset", func(c *processor.Config) { c.StartOffset = "middle" }},
 		{"isolation-level", func(c *processor.Config) { c.IsolationLevel = "dirty" }},
 		{"max-in-flight", func(c *processor.Config) { c.MaxInFlight = -1 }},
-		{"max-in-flight-per-partition", func(c *processor.Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 4, 5 }},
+		{"max-in-flight-per-partition", func(c *processor.Config) { c.MaxInFlightPerPartition = processor.MaxPartitionWindow + 1 }},
 		{"max-event-bytes", func(c *processor.Config) { c.MaxEventBytes = -1 }},
 		{"max-record-bytes", func(c *processor.Config) { c.MaxRecordBytes = 100 }},
 		{"record-retry-deadline", func(c *processor.Config) { c.RecordRetryDeadline = -time.Second }},
@@ -261,8 +261,8 @@ func TestPipelineFlagsReachProcessor(t *testing.T) {
 		{name: "flag over env", env: map[string]string{"ENRICHER_START_OFFSET": "latest", "ENRICHER_ORDER_BY": "user"},
 			args: []string{"--start-offset", "EARLIEST", "--order-by", "kafka-key", "--shutdown-timeout", "1m"},
 			want: func(c *processor.Config) { c.ShutdownTimeout = time.Minute }},
-		{name: "per-partition default capped by a small total", args: []string{"--max-in-flight", "10"},
-			want: func(c *processor.Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 10 }},
+		{name: "the window does not follow a small total", args: []string{"--max-in-flight", "10"},
+			want: func(c *processor.Config) { c.MaxInFlight = 10 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
