@@ -234,6 +234,14 @@ fetching:
 			break fetching
 		case <-ctx.Done(): // shutdown, or the pipeline failed
 			bounded = true
+			for _, c := range claims {
+				// As on revocation: a record waiting for the API is read
+				// again by the next reader rather than spending the
+				// budget and the shutdown time (a window can hold
+				// thousands); the ones published after it are in the
+				// final commit's completed set.
+				c.StopLookups()
+			}
 			break fetching
 		case <-tick.C:
 			commits.commit(ctx, false, false)
@@ -305,6 +313,9 @@ func (p *Pipeline) drain(ctx context.Context, claims []*Claim, revoked <-chan st
 			}
 			limit(p.cfg.DrainTimeout)
 		case <-done:
+			for _, c := range claims {
+				c.StopLookups()
+			}
 			limit(p.cfg.ShutdownTimeout)
 		case <-bound:
 			cancel()

@@ -385,9 +385,9 @@ func summarize(ctx context.Context, out io.Writer, s devSettings, insts []*devIn
 			if known {
 				lagText = fmt.Sprint(lag)
 			}
-			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d | %s | breaker %s%s | %s\n",
+			fmt.Fprintf(out, "[%5s] sent %d | in %d | out %d | dlq %d | api %.1f calls/s | cache hit %.0f%% | lag %s | in-flight %d | %s | %s | breaker %s%s\n",
 				now.Sub(start).Round(time.Second), gen.Stats().Sent, st.In, st.Out, st.DLQ, rate,
-				100*st.CacheHitRatio, lagText, st.InFlight, readinessText(ctx, checks, s.SummaryInterval), breakerText(insts), per, churnLine(sim, st))
+				100*st.CacheHitRatio, lagText, st.InFlight, churnLine(sim, st), readinessText(ctx, checks, s.SummaryInterval), breakerText(insts), per)
 			for i := 0; i < s.Samples; i++ {
 				select {
 				case m := <-samples:
