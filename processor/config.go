@@ -62,7 +62,7 @@ const MaxPartitionWindow = 20000
 // Defaults of Config fields left zero.
 const (
 	DefaultMaxInFlight             = 1024
-	DefaultMaxInFlightPerPartition = 16384
+	DefaultMaxInFlightPerPartition = 256
 	DefaultMaxEventBytes           = 1 << 20
 	DefaultCacheTTL                = 10 * time.Minute
 	DefaultNegativeCacheTTL        = time.Minute
@@ -133,7 +133,7 @@ type Config struct {
 	// run ahead of uncached ones by up to this many; the published ones
 	// among them travel in the commit's completed set, so the window is
 	// at most MaxPartitionWindow, what a commit's metadata can carry.
-	// Default 16384.
+	// Default 256.
 	MaxInFlightPerPartition int
 
 	// CacheTTL is how long a user's subscriptions are reused. Default 10m.

@@ -64,8 +64,11 @@ type txnReader struct {
 	tr *kafka.Transport
 }
 
-// fetchMaxBytes bounds the records of one fetch.
-const fetchMaxBytes = 10 << 20
+// fetchMaxBytes bounds the records of one fetch: Kafka's default
+// max.partition.fetch.bytes. A fetch is decoded whole, so this bounds a
+// partition's decoded records waiting for the fetch loop (a record batch
+// larger than this still comes, alone).
+const fetchMaxBytes = 1 << 20
 
 func newTxnReader(cfg Config, topic string, partition int, warn *kafkaErrorLog) *txnReader {
 	return &txnReader{
