@@ -559,8 +559,9 @@ func TestOnePartitionConcurrency(t *testing.T) {
 }
 
 // TestGracefulShutdownMidStream: canceling Run while records are in flight
-// finishes them, commits, and returns nil; a restart then processes the
-// rest with no duplicate.
+// finishes the ones being published, drops the ones waiting for the API,
+// commits (with the completed set), and returns nil; a restart then
+// processes the rest with no duplicate.
 func TestGracefulShutdownMidStream(t *testing.T) {
 	c := startCluster(t, 2)
 	const n = 400
@@ -583,9 +584,13 @@ func TestGracefulShutdownMidStream(t *testing.T) {
 	if err := run1.stop(); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
+	// Records being published finished; those still waiting for the API
+	// were dropped for the next reader (the ones published after them
+	// travel in the final commit's completed set): nothing is left in
+	// flight, and the restart publishes every record exactly once.
 	st := p1.Stats()
-	if st.In != st.Out || st.InFlight != 0 || st.Out >= n {
-		t.Fatalf("after shutdown: in %d, out %d, in flight %d: in-flight records not finished (or nothing left to restart)", st.In, st.Out, st.InFlight)
+	if st.InFlight != 0 || st.Out > st.In || st.Out >= n {
+		t.Fatalf("after shutdown: in %d, out %d, in flight %d: records left in flight (or nothing left to restart)", st.In, st.Out, st.InFlight)
 	}
 	p2 := newFakeProcessor(t, cfg, okLookup(0))
 	run2 := runProcessor(t, p2)
