@@ -377,6 +377,16 @@ func (e *enricher) sharedFailed(err error) bool {
 // behind them. Another refresh running (or the user's load running) skips
 // it; the next stale read asks again.
 func (e *enricher) refresh(user string) {
+	e.background(user, func() (any, error) {
+		v, l, err := e.load(e.base, user)
+		return loaded{v, l}, err
+	})
+}
+
+// background runs fn as the user's coalesced load, in the background, if
+// no other background load runs: refresh and revalidate take one slot, and
+// a load already running for the user (a record's, say) is joined.
+func (e *enricher) background(user string, fn func() (any, error)) {
 	select {
 	case e.refreshes <- struct{}{}:
 	default:
@@ -386,12 +396,8 @@ func (e *enricher) refresh(user string) {
 	go func() {
 		defer e.wg.Done()
 		defer func() { <-e.refreshes }()
-		ch := e.flight.DoChan(user, func() (any, error) {
-			v, l, err := e.load(e.base, user)
-			return loaded{v, l}, err
-		})
 		select {
-		case <-ch:
+		case <-e.flight.DoChan(user, fn):
 		case <-e.base.Done():
 		}
 	}()
@@ -403,39 +409,25 @@ func (e *enricher) refresh(user string) {
 // skipped while another runs; with a shared cache, a value another process
 // refreshed meanwhile is taken instead of fetching.
 func (e *enricher) revalidate(user string) {
-	select {
-	case e.refreshes <- struct{}{}:
-	default:
-		return
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer func() { <-e.refreshes }()
-		ch := e.flight.DoChan(user, func() (any, error) {
-			if v, ok := e.cache.GetIfPresent(user); ok && !e.now().After(v.refreshAt) {
-				return loaded{v, layerLocal}, nil // refreshed meanwhile
-			}
-			if e.shared != nil {
-				b, left, found, err := e.shared.Get(e.base, user)
-				if !e.sharedFailed(err) && found {
-					if v, l, ok := e.fromShared(user, b, left); ok && l == layerShared && e.now().Before(v.refreshAt) {
-						e.cache.Set(user, v)
-						return loaded{v, layerShared}, nil
-					}
+	e.background(user, func() (any, error) {
+		if v, ok := e.cache.GetIfPresent(user); ok && !e.now().After(v.refreshAt) {
+			return loaded{v, layerLocal}, nil // refreshed meanwhile
+		}
+		if e.shared != nil {
+			b, left, found, err := e.shared.Get(e.base, user)
+			if !e.sharedFailed(err) && found {
+				if v, l, ok := e.fromShared(user, b, left); ok && l == layerShared && e.now().Before(v.refreshAt) {
+					e.cache.Set(user, v)
+					return loaded{v, layerShared}, nil
 				}
 			}
-			v, err := e.fetchAndStore(e.base, user)
-			if err == nil {
-				e.refreshed.Add(1)
-			}
-			return loaded{v, layerAPI}, err
-		})
-		select {
-		case <-ch:
-		case <-e.base.Done():
 		}
-	}()
+		v, err := e.fetchAndStore(e.base, user)
+		if err == nil {
+			e.refreshed.Add(1)
+		}
+		return loaded{v, layerAPI}, err
+	})
 }
 
 // cached reports whether the user's enrichment is in the local cache,

@@ -60,6 +60,19 @@ func startBrokerAndSimulator(t *testing.T, partitions int, topics ...string) (*d
 	return b, sim
 }
 
+// env clears the environment and points `enricher run` at the stack, its
+// ops server at httpAddr, as a deployment configures it.
+func (s *runStack) env(t *testing.T, httpAddr string) {
+	t.Helper()
+	clearEnv(t)
+	t.Setenv("ENRICHER_BROKERS", s.broker.Addr())
+	t.Setenv("ENRICHER_IM_BASE_URL", s.sim.URL())
+	t.Setenv("ENRICHER_IM_SDKAPPID", "1400000001")
+	t.Setenv("ENRICHER_IM_ADMIN", "administrator")
+	t.Setenv(envSecretKey, testSecret)
+	t.Setenv("ENRICHER_HTTP_ADDR", httpAddr)
+}
+
 func newRunStack(t *testing.T, events, users int) *runStack {
 	t.Helper()
 	b, sim := startBrokerAndSimulator(t, 3, defaultInputTopic, defaultOutputTopic, defaultDLQTopic)
@@ -103,14 +116,8 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Skip("runs the processor")
 	}
 	st := newRunStack(t, 200, 50)
-	clearEnv(t)
 	httpAddr := freeAddr(t)
-	t.Setenv("ENRICHER_BROKERS", st.broker.Addr())
-	t.Setenv("ENRICHER_IM_BASE_URL", st.sim.URL())
-	t.Setenv("ENRICHER_IM_SDKAPPID", "1400000001")
-	t.Setenv("ENRICHER_IM_ADMIN", "administrator")
-	t.Setenv(envSecretKey, testSecret)
-	t.Setenv("ENRICHER_HTTP_ADDR", httpAddr)
+	st.env(t, httpAddr)
 	// Traces go to an OTLP/HTTP receiver, as they go to Jaeger in docker-compose.
 	var traceMu sync.Mutex
 	var traceBodies []byte

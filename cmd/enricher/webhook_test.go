@@ -18,11 +18,9 @@ import (
 // counted on /metrics.
 func TestRunWebhooks(t *testing.T) {
 	st := newRunStack(t, 40, 10)
-	clearEnv(t)
 	httpAddr, hookAddr := freeAddr(t), freeAddr(t)
+	st.env(t, httpAddr)
 	for k, v := range map[string]string{
-		"ENRICHER_BROKERS": st.broker.Addr(), "ENRICHER_IM_BASE_URL": st.sim.URL(), "ENRICHER_IM_SDKAPPID": "1400000001",
-		"ENRICHER_IM_ADMIN": "administrator", envSecretKey: testSecret, "ENRICHER_HTTP_ADDR": httpAddr,
 		"ENRICHER_LOG_LEVEL": "warn", "ENRICHER_WEBHOOK_ADDR": hookAddr, envWebhookToken: "tok",
 		"ENRICHER_CACHE_TTL": "24h", "ENRICHER_CACHE_REFRESH_AFTER": "1h",
 	} {
