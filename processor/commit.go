@@ -31,6 +31,12 @@ type watermark struct {
 	head    int
 	last    int64 // last offset added, -1 before the first
 	next    int64 // offset to commit; -1 while nothing is done
+	// full closes the span to new records (room) while the completed set
+	// takes most of the commit metadata (setFull).
+	full bool
+	// moved is closed when the head moves or full is cleared; made by a
+	// waiter (room), nil while none waits.
+	moved chan struct{}
 }
 
 type wmEntry struct {
@@ -78,7 +84,44 @@ func (w *watermark) done(offset int64) (int, bool) {
 		w.next = w.entries[w.head].offset + 1
 		w.head++
 	}
+	if w.head > start {
+		w.wake()
+	}
 	return w.head - start, true
+}
+
+// wake wakes the waiters of room.
+func (w *watermark) wake() {
+	if w.moved != nil {
+		close(w.moved)
+		w.moved = nil
+	}
+}
+
+// room reports whether a record at offset may be added now: every added
+// record is done, or offset is less than span past the first one not
+// done and the span is not full (setFull). Otherwise it returns a
+// channel closed when that may have changed.
+func (w *watermark) room(offset, span int64) (bool, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.head == len(w.entries) || !w.full && offset-w.entries[w.head].offset < span {
+		return true, nil
+	}
+	if w.moved == nil {
+		w.moved = make(chan struct{})
+	}
+	return false, w.moved
+}
+
+// setFull closes the span to new records (room) or opens it again.
+func (w *watermark) setFull(full bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.full && !full {
+		w.wake()
+	}
+	w.full = full
 }
 
 // committable returns the offset to commit (the next offset to consume) and
@@ -110,9 +153,12 @@ func (w *watermark) pending() int {
 // committer commits the positions of one assignment's claims through the
 // assignment: each claim's watermark and the completed set above it,
 // whenever either changed. A completed set that does not fit the commit
-// metadata (metadataBudget) is left out and counted: the commit is then the
-// watermark alone, as safe, only less thrifty. Used by one goroutine, the
-// pipeline's assignment loop.
+// metadata (metadataBudget) is cut to its longest prefix that does, and
+// counted: the records left out are only published again by a next owner.
+// The committer also bounds each claim's span: while its set takes more
+// than spanFullShare of the budget, the claim fetches nothing new (its
+// records still finish, the set shrinks) until a later commit finds it
+// below. Used by one goroutine, the pipeline's assignment loop.
 type committer struct {
 	a        Assignment
 	claims   []*Claim
@@ -130,6 +176,18 @@ func newCommitter(a Assignment, claims []*Claim, log *slog.Logger, overflow func
 // within the largest window).
 var commitMetadataBudget = metadataBudget
 
+// spanFullShare is the share of commitMetadataBudget, in percent, above
+// which a claim's span is full: the rest leaves room for the records
+// finishing between two commits, each of which may add a run to the set.
+// A variable so that a test can turn the bound off.
+var spanFullShare = 75
+
+// partitionSpan bounds a partition's span: the offsets from its first
+// record not yet published to the next one it fetches. It bounds the
+// watermark's memory (about 40 bytes an offset) when a record stalls while
+// the ones after it finish without growing the completed set.
+const partitionSpan = 1 << 17
+
 // commitTimeout bounds one commit request, also the final one after ctx
 // ended.
 const commitTimeout = 10 * time.Second
@@ -141,9 +199,11 @@ func (m *committer) position(c *Claim) Position {
 	if !ok {
 		return Position{Partition: c.partition, Offset: c.committed.Load()}
 	}
-	if _, fits := encodeMetadata(commitMeta{done: set}, commitMetadataBudget); !fits {
+	s, kept := encodePrefix(commitMeta{done: set}, commitMetadataBudget)
+	c.wm.setFull(len(s) > commitMetadataBudget*spanFullShare/100)
+	if kept < len(set.runs) {
 		m.overflow()
-		set = completedSet{base: set.base}
+		set.runs = set.runs[:kept]
 	}
 	return Position{Partition: c.partition, Offset: set.base, done: set}
 }

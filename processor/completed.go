@@ -243,12 +243,21 @@ func (m commitMeta) completedAt(committed int64) (completedSet, bool) {
 
 // encodeMetadata returns the commit metadata of m, at most maxBytes long
 // (clamped to metadataDecodeLimit), and true. When m's completed set does
-// not fit, or does not keep its invariants, the result leaves the set out
-// (the watermark alone, replay fields kept) and reports false so that the
-// caller can count it; it also reports false when even that is longer than
-// maxBytes. The replay fields are written as given: start and end must be
-// offsets with start <= end for decodeMetadata to read them back.
+// not fit, the result carries its longest prefix that does (its first
+// runs: the offsets left out are only published again by a next owner)
+// and reports false so that the caller can count it; a set that does not
+// keep its invariants is left out. It also reports false when the replay
+// fields alone are longer than maxBytes. The replay fields are written as
+// given: start and end must be offsets with start <= end for
+// decodeMetadata to read them back.
 func encodeMetadata(m commitMeta, maxBytes int) (string, bool) {
+	s, kept := encodePrefix(m, maxBytes)
+	return s, kept == len(m.done.runs) && len(s) <= min(maxBytes, metadataDecodeLimit)
+}
+
+// encodePrefix is encodeMetadata, also returning how many of m's runs the
+// encoding carries.
+func encodePrefix(m commitMeta, maxBytes int) (string, int) {
 	maxBytes = min(maxBytes, metadataDecodeLimit)
 	b := make([]byte, 0, 64)
 	b = append(b, metadataVersion...)
@@ -261,18 +270,15 @@ func encodeMetadata(m commitMeta, maxBytes int) (string, bool) {
 			b = append(b, " stopped"...)
 		}
 	}
-	if m.done.empty() {
-		return string(b), len(b) <= maxBytes
-	}
-	if !m.done.valid() {
-		return string(b), false
+	if m.done.empty() || !m.done.valid() {
+		return string(b), 0
 	}
 	head := len(b)
 	b = append(b, " base="...)
 	b = strconv.AppendInt(b, m.done.base, 10)
 	room := maxBytes - len(b) - len(" runs=")
 	if room <= 0 {
-		return string(b[:head]), false
+		return string(b[:head]), 0
 	}
 	// The largest payload whose base64 fits in room.
 	maxPayload := room / 4 * 3
@@ -282,22 +288,41 @@ func encodeMetadata(m commitMeta, maxBytes int) (string, bool) {
 	case 3:
 		maxPayload += 2
 	}
-	runs := appendRuns(nil, m.done, maxPayload+1)
-	bitsLen := bitsetLen(m.done, maxPayload+1)
-	var payload []byte
-	switch {
-	case len(runs) <= maxPayload && len(runs) <= bitsLen:
-		b = append(b, " runs="...)
-		payload = runs
-	case bitsLen <= maxPayload:
-		b = append(b, " bits="...)
-		payload = appendBitset(make([]byte, 0, bitsLen), m.done)
-	default:
-		return string(b[:head]), false
+	set := m.done
+	set.runs = set.runs[:fittingRuns(set, maxPayload)]
+	if set.empty() {
+		return string(b[:head]), 0
 	}
-	b = base64.RawURLEncoding.AppendEncode(b, payload)
-	return string(b), true
+	runs := appendRuns(nil, set, maxPayload+1)
+	if len(runs) <= bitsetLen(set, maxPayload+1) {
+		b = append(b, " runs="...)
+	} else {
+		b = append(b, " bits="...)
+		runs = appendBitset(runs[:0], set)
+	}
+	b = base64.RawURLEncoding.AppendEncode(b, runs)
+	return string(b), len(set.runs)
 }
+
+// fittingRuns returns the largest k such that the first k runs of c have
+// a runs or a bitset payload of at most maxPayload bytes. Both payloads
+// only grow with k.
+func fittingRuns(c completedSet, maxPayload int) int {
+	k, runsLen, cursor := 0, 0, c.base+1
+	for _, r := range c.runs {
+		runsLen += uvarintLen(uint64(r.first-cursor)) + uvarintLen(uint64(r.last-r.first))
+		bitsLen := (uint64(r.last-c.base) + 7) / 8
+		if runsLen > maxPayload && bitsLen > uint64(maxPayload) {
+			break
+		}
+		k++
+		cursor = r.last + 2 // wraps only after the last run
+	}
+	return k
+}
+
+// uvarintLen is the length of v as an unsigned varint.
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // appendRuns appends the runs payload of c to dst, stopping once it is
 // longer than limit bytes.

@@ -407,9 +407,9 @@ func TestMetadataTooLarge(t *testing.T) {
 			}
 			want := m
 			if !ok {
-				want.done = completedSet{}
-				if !got.done.empty() {
-					t.Fatalf("the set was kept: %d runs", len(got.done.runs))
+				want.done = longestFitting(t, m, metadataBudget)
+				if !tc.done.valid() && !got.done.empty() {
+					t.Fatalf("a set that is not valid was kept: %d runs", len(got.done.runs))
 				}
 			}
 			if !got.equal(want) {
@@ -421,15 +421,43 @@ func TestMetadataTooLarge(t *testing.T) {
 	if s, ok := encodeMetadata(replay, 10); ok || s != "enricher/2 start=1000000 end=2000000" {
 		t.Fatalf("encodeMetadata with 10 bytes = %q, %v", s, ok)
 	}
-	// The limit is exact: one byte less than the encoding drops the set.
+	// The limit is exact: one byte less than the encoding keeps one run less.
 	m := commitMeta{done: everyNth(0, 3000, 7)}
 	s, _ := encodeMetadata(m, math.MaxInt)
 	if got, ok := encodeMetadata(m, len(s)); !ok || got != s {
 		t.Fatalf("at its own length: %q, %v", got, ok)
 	}
-	if got, ok := encodeMetadata(m, len(s)-1); ok || got != "enricher/2" {
+	got, ok := encodeMetadata(m, len(s)-1)
+	if ok || len(got) > len(s)-1 {
 		t.Fatalf("one byte short: %q, %v", got, ok)
 	}
+	short, err := decodeMetadata(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := longestFitting(t, m, len(s)-1); !short.done.equal(want) || len(want.runs) != len(m.done.runs)-1 {
+		t.Fatalf("one byte short: %d of %d runs kept, want %d", len(short.done.runs), len(m.done.runs), len(want.runs))
+	}
+}
+
+// longestFitting returns the longest prefix of m's runs (as a set) whose
+// metadata fits maxBytes, found by trying every length: what
+// encodeMetadata keeps of a set that does not fit whole. An invalid set
+// is kept not at all.
+func longestFitting(t *testing.T, m commitMeta, maxBytes int) completedSet {
+	t.Helper()
+	if !m.done.valid() {
+		return completedSet{}
+	}
+	best := completedSet{}
+	for k := 1; k <= len(m.done.runs); k++ {
+		p := m
+		p.done.runs = m.done.runs[:k]
+		if s, ok := encodeMetadata(p, maxBytes); ok && len(s) <= maxBytes {
+			best = p.done
+		}
+	}
+	return best
 }
 
 // TestMetadataSize measures encodings of typical in-flight windows and
@@ -590,40 +618,4 @@ func BenchmarkCompletedContains(b *testing.B) {
 		off = (off + 7) % 3000
 	}
 	_ = hits
-}
-
-// TestMetadataLargestWindowFits: whatever is done within a window of
-// MaxPartitionWindow records without gaps, the completed set fits the
-// commit budget, with replay fields and offsets near the int64 limit, so
-// the largest window the config allows never falls back to the watermark.
-func TestMetadataLargestWindowFits(t *testing.T) {
-	const base = math.MaxInt64 / 2
-	r := rand.New(rand.NewPCG(7, 8))
-	random := func(p float64) completedSet {
-		es := make([]wmEntry, MaxPartitionWindow)
-		for i := range es {
-			es[i] = wmEntry{offset: base + int64(i), done: i > 0 && r.Float64() < p}
-		}
-		return newCompletedSet(base, es)
-	}
-	sets := map[string]completedSet{
-		"alternating":          everyNth(base, MaxPartitionWindow, 2),
-		"every 3rd":            everyNth(base, MaxPartitionWindow, 3),
-		"half at random":       random(0.5),
-		"last only":            metaSet(base, offsetRun{base + MaxPartitionWindow - 1, base + MaxPartitionWindow - 1}),
-		"all but the head":     everyNth(base, MaxPartitionWindow, 1).without(base),
-		"95% done at random":   random(0.95),
-		"one in 100 at random": random(0.01),
-	}
-	for name, set := range sets {
-		m := commitMeta{replay: true, start: base - 1_000_000, end: base + 1_000_000, stopped: true, done: set}
-		s, ok := encodeMetadata(m, commitMetadataBudget)
-		t.Logf("%s: %d offsets in %d runs: %d bytes", name, set.len(), len(set.runs), len(s))
-		if !ok {
-			t.Errorf("%s: a window of %d does not fit %d bytes", name, MaxPartitionWindow, commitMetadataBudget)
-		}
-	}
-	if s, ok := encodeMetadata(commitMeta{done: everyNth(base, 2*MaxPartitionWindow, 2)}, commitMetadataBudget); ok {
-		t.Fatalf("twice the window fits (%d bytes): MaxPartitionWindow could be larger", len(s))
-	}
 }

@@ -54,9 +54,7 @@ const (
 	OrderByUser OrderBy = "user"
 )
 
-// MaxPartitionWindow is the largest MaxInFlightPerPartition: the completed
-// set of a window this wide fits a commit's metadata as a bitset (2,500
-// bytes, within metadataBudget with its header).
+// MaxPartitionWindow is the largest MaxInFlightPerPartition.
 const MaxPartitionWindow = 20000
 
 // Defaults of Config fields left zero.
@@ -127,12 +125,12 @@ type Config struct {
 	// bounded by the budget, see userGate): cached records pass them.
 	// Default 1024.
 	MaxInFlight int
-	// MaxInFlightPerPartition bounds a partition's window: its records
-	// fetched and not yet behind its watermark (waiting, in flight, or
-	// published after an earlier record still unfinished). Cached records
-	// run ahead of uncached ones by up to this many; the published ones
-	// among them travel in the commit's completed set, so the window is
-	// at most MaxPartitionWindow, what a commit's metadata can carry.
+	// MaxInFlightPerPartition bounds a partition's records fetched and not
+	// yet published: waiting for an API lookup, queued behind an earlier
+	// record of their key, or being built and published. Cached records
+	// pass uncached ones; the ones published ahead of an unpublished record
+	// do not count here but in the partition's span, which the completed
+	// set of a commit bounds (Claim). At most MaxPartitionWindow.
 	// Default 256.
 	MaxInFlightPerPartition int
 
@@ -334,7 +332,7 @@ func (c Config) Validate() error {
 		bad("OutputCompression", c.OutputCompression, "must be none, gzip, snappy, lz4 or zstd")
 	}
 	if c.MaxInFlightPerPartition > MaxPartitionWindow {
-		bad("MaxInFlightPerPartition", c.MaxInFlightPerPartition, fmt.Sprintf("must be at most %d (the completed set a commit's metadata carries)", MaxPartitionWindow))
+		bad("MaxInFlightPerPartition", c.MaxInFlightPerPartition, fmt.Sprintf("must be at most %d", MaxPartitionWindow))
 	}
 	if c.MaxRecordBytes < 0 || (c.MaxRecordBytes > 0 && c.MaxRecordBytes < MinRecordBytes) {
 		bad("MaxRecordBytes", c.MaxRecordBytes, fmt.Sprintf("must be at least %d (16 KiB)", MinRecordBytes))

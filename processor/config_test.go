@@ -31,7 +31,7 @@ func TestConfigValidate(t *testing.T) {
 		{"nested pointer", func(c *Config) { c.UserIDPointer = "/user/id" }, ""},
 		{"negative in-flight", func(c *Config) { c.MaxInFlight = -1 }, "MaxInFlight"},
 		{"per partition above global", func(c *Config) { c.MaxInFlight, c.MaxInFlightPerPartition = 10, 20 }, ""},
-		{"window past the metadata", func(c *Config) { c.MaxInFlightPerPartition = MaxPartitionWindow + 1 }, "MaxInFlightPerPartition"},
+		{"window past the largest", func(c *Config) { c.MaxInFlightPerPartition = MaxPartitionWindow + 1 }, "MaxInFlightPerPartition"},
 		{"negative ttl", func(c *Config) { c.CacheTTL = -time.Second }, "CacheTTL"},
 		{"negative unavailable", func(c *Config) { c.UnavailableAfter = -time.Second }, "UnavailableAfter"},
 		{"negative record deadline", func(c *Config) { c.RecordRetryDeadline = -time.Second }, "RecordRetryDeadline"},

@@ -142,6 +142,26 @@ type running struct {
 	err      error
 }
 
+// chainAt counts the records of at's partition from at's offset to end
+// with the key of the record at it: a stalled record and those queued
+// behind it.
+func chainAt(in []kafka.Message, at tp, end int64) int {
+	var key []byte
+	n := 0
+	for _, m := range in {
+		if m.Partition != at.partition || m.Offset < at.offset || m.Offset >= end {
+			continue
+		}
+		if m.Offset == at.offset {
+			key = m.Key
+		}
+		if key != nil && string(m.Key) == string(key) {
+			n++
+		}
+	}
+	return n
+}
+
 // runProcessor starts p.Run; the test's cleanup stops it.
 func runProcessor(t testing.TB, p *Processor) *running {
 	t.Helper()
@@ -401,9 +421,11 @@ func TestHardStopRestart(t *testing.T) {
 			stallAt = tp{m.Partition, m.Offset}
 		}
 	}
-	// Quiescent: the stalled partition's watermark stopped at u150 with its
-	// full allowance pending, the other partition is done, and both are
-	// committed up to their watermarks.
+	// Quiescent: the stalled partition's watermark stopped at u150, every
+	// record after it but u150's key's is published and in the committed
+	// completed set, the other partition is done, and both are committed
+	// up to their watermarks.
+	chain := chainAt(c.readAll("in"), stallAt, ends[stallAt.partition])
 	testsupport.WaitFor(t, 60*time.Second, "run 1 stalled with all watermarks committed", func() bool {
 		st := p1.Stats()
 		if len(st.Partitions) != 2 {
@@ -413,7 +435,8 @@ func TestHardStopRestart(t *testing.T) {
 			want := ends[ps.Partition]
 			if ps.Partition == stallAt.partition {
 				want = stallAt.offset
-				if ps.Pending != cfg.MaxInFlightPerPartition {
+				g := c.commits("crash")[ps.Partition]
+				if g.offset != want || g.done.len() != ends[ps.Partition]-stallAt.offset-int64(chain) {
 					return false
 				}
 			}

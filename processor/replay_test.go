@@ -332,7 +332,10 @@ func TestReplayResumeAfterCrash(t *testing.T) {
 		}
 		for i, ps := range st.Partitions {
 			if ps.Partition == stallAt.partition {
-				if ps.Pending != cfg.MaxInFlightPerPartition || ps.Committed != stallAt.offset {
+				// Every record after the stalled one but its key's is
+				// published and in the committed completed set.
+				g := c.commits(cfg.Group)[ps.Partition]
+				if ps.Committed != stallAt.offset || g.offset != stallAt.offset || g.done.len() != pr.Partitions[i].End-stallAt.offset-int64(chainAt(in, stallAt, pr.Partitions[i].End)) {
 					return false
 				}
 			} else if ps.Committed != pr.Partitions[i].End {

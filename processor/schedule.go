@@ -20,12 +20,15 @@ type chain struct{ queue []*record }
 // Claim is the pipeline's handle on one partition, owned by the Source that
 // feeds it. The source submits records in offset order; the claim runs
 // records of different keys concurrently and records of one key one after
-// the other (enriched and published in offset order). Two limits apply
-// backpressure to Submit: Config.MaxInFlight bounds records being processed
-// over all partitions, Config.MaxInFlightPerPartition bounds the records of
-// this partition not yet behind its watermark (processing, or published
-// after a record still processing). Committable tells the source how far
-// it may commit.
+// the other (enriched and published in offset order). Three limits apply
+// backpressure to Submit: Config.MaxInFlight bounds records being built
+// and published over all partitions, Config.MaxInFlightPerPartition bounds
+// this partition's records not yet published (waiting for the API, queued
+// behind their key, or being published), and the partition's span bounds
+// how far past its first unpublished record it fetches: as far as the
+// completed set of the records published meanwhile fits most of a
+// commit's metadata (committer), at most partitionSpan offsets. Committable
+// tells the source how far it may commit.
 //
 // Submit is called from one goroutine; the other methods are safe for
 // concurrent use.
@@ -34,7 +37,7 @@ type Claim struct {
 	topic     string
 	partition int
 	wm        *watermark
-	sem       chan struct{} // per-partition in-flight slots
+	sem       chan struct{} // per-partition slots of records not yet published
 	ctx       context.Context
 	cancel    context.CancelFunc
 	// lookups is the context of the records' API lookups: canceled by
@@ -84,14 +87,17 @@ func (p *Pipeline) unregister(c *Claim) {
 	p.mu.Unlock()
 }
 
-// Submit admits one fetched record. It blocks while the in-flight limits are
-// reached, while the users waiting for an API lookup are as many as the
+// Submit admits one fetched record. It blocks while the partition's span
+// has no room for it, while the in-flight limits are reached, while the users waiting for an API lookup are as many as the
 // API budget serves within Config.DrainTimeout (userGate), or while
 // fetching is paused because the API is unavailable (backpressure), and
 // returns ctx's error if ctx ends first. Records must be submitted in
 // increasing offset order.
 func (c *Claim) Submit(ctx context.Context, msg kafka.Message) error {
 	if err := c.p.pause.wait(ctx); err != nil {
+		return err
+	}
+	if err := c.waitRoom(ctx, msg.Offset); err != nil {
 		return err
 	}
 	r := c.p.newRecord(msg)
@@ -173,28 +179,36 @@ func (c *Claim) busy(key string) bool {
 // Skip moves the watermark past offset without processing its record: a
 // bounded source uses it for the records it reads but leaves out (outside a
 // replay's time range), so that Committable still passes them. Order and
-// backpressure are Submit's: offsets increase across Submit and Skip calls,
-// and a skipped offset holds a per-partition slot until the watermark
-// passes it.
+// the span are Submit's: offsets increase across Submit and Skip calls,
+// and Skip waits while the span has no room for offset.
 func (c *Claim) Skip(ctx context.Context, offset int64) error {
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := c.waitRoom(ctx, offset); err != nil {
+		return err
 	}
 	if c.released.Load() {
-		<-c.sem
 		return errReleased
 	}
 	if err := c.wm.add(offset); err != nil {
-		<-c.sem
 		return err
 	}
-	n, _ := c.wm.done(offset)
-	for range n {
-		<-c.sem
-	}
+	c.wm.done(offset)
 	return nil
+}
+
+// waitRoom waits until the partition's span has room for a record at
+// offset (watermark.room), or ctx ends.
+func (c *Claim) waitRoom(ctx context.Context, offset int64) error {
+	for {
+		ok, moved := c.wm.room(offset, partitionSpan)
+		if ok {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // batchBytes bounds the output a key's batch builds at once.
@@ -230,14 +244,10 @@ func (c *Claim) run(r *record, held int) {
 				c.p.lookupUsers.leave(r.userID)
 			}
 			if published[i] {
-				// A partition slot is held until the watermark passes the
-				// record, so the records a crash would duplicate
-				// (published, not committed) stay within the
-				// per-partition limit.
-				n, _ := c.wm.done(r.msg.Offset)
-				for range n {
-					<-c.sem
-				}
+				// A dropped record keeps its slot: the claim is being
+				// released, or its lookups stopped.
+				c.wm.done(r.msg.Offset)
+				<-c.sem
 			}
 			c.p.met.recordDone(c.ctx)
 			c.wg.Done()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,86 @@ func TestClaimBackpressure(t *testing.T) {
 	}
 	if off, _ := c.Committable(); off != 5 {
 		t.Fatalf("watermark %d, want 5", off)
+	}
+}
+
+// TestClaimSpanBounds: records published ahead of an unpublished one take
+// no per-partition slot, but the partition's span stops fetching while
+// their completed set takes most of the commit metadata (until a commit
+// finds it smaller), and past partitionSpan offsets; once the stalled
+// record is published, fetching goes on.
+func TestClaimSpanBounds(t *testing.T) {
+	release := make(chan struct{})
+	fetch := func(ctx context.Context, user string) (lookup, error) {
+		if user == "stall" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return lookup{}, ctx.Err()
+			}
+		}
+		return okLookup(0)(ctx, user)
+	}
+	cfg := testConfig()
+	cfg.MaxInFlight, cfg.MaxInFlightPerPartition = 64, 21
+	p, pub := newTestPipeline(t, cfg, fetch)
+	c := p.Claim("in", 0)
+	ctx := context.Background()
+	// Even offsets stall under one key, odd ones are published: 20 runs
+	// of one offset each above the watermark at 0.
+	const n = 40
+	for i := range n {
+		key, user := fmt.Sprint("k", i), fmt.Sprint("u", i)
+		if i%2 == 0 {
+			key, user = "stall", "stall"
+		}
+		if err := c.Submit(ctx, kafka.Message{Offset: int64(i), Key: []byte(key), Value: event(user, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testsupport.WaitFor(t, 5*time.Second, "the odd offsets published", func() bool { return len(pub.messages()) == n/2 })
+	blocked := func(offset int64) bool {
+		tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		err := c.Submit(tctx, kafka.Message{Offset: offset, Value: event("late", int(offset))})
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal(err)
+		}
+		return err != nil
+	}
+	if blocked(n) {
+		t.Fatal("Submit blocked with room in the span")
+	}
+
+	defer func(b int) { commitMetadataBudget = b }(commitMetadataBudget)
+	m := &committer{last: map[*Claim]Position{}, overflow: func() { t.Error("the set did not fit") }}
+	set, _ := c.wm.completed()
+	enc, _ := encodeMetadata(commitMeta{done: set}, math.MaxInt)
+	commitMetadataBudget = len(enc) + 1 // fits, but more than spanFullShare
+	m.position(c)
+	if !blocked(n + 1) {
+		t.Fatal("Submit admitted while the completed set fills the commit metadata")
+	}
+	admitted := make(chan error, 1)
+	go func() { admitted <- c.Submit(ctx, kafka.Message{Offset: n + 1, Value: event("late", n+1)}) }()
+	commitMetadataBudget = 4 * len(enc) // the next commit finds room
+	m.position(c)
+	if err := <-admitted; err != nil {
+		t.Fatal(err)
+	}
+	if !blocked(partitionSpan) {
+		t.Fatal("Submit admitted partitionSpan offsets past the watermark")
+	}
+	close(release)
+	testsupport.WaitFor(t, 5*time.Second, "every record published", func() bool { return len(pub.messages()) == n+2 })
+	if blocked(partitionSpan) {
+		t.Fatal("Submit blocked with every record published")
+	}
+	if err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off, _ := c.Committable(); off != partitionSpan+1 {
+		t.Fatalf("watermark %d, want %d", off, partitionSpan+1)
 	}
 }
 

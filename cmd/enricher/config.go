@@ -123,7 +123,7 @@ func pipelineFlags() []cli.Flag {
 			Usage: "`LEVEL` of the input's transactional records: " + string(processor.ReadCommitted) + " (only committed transactions, up to the last stable offset) or " +
 				string(processor.ReadUncommitted) + " (also the records of aborted and open transactions); transaction markers are never read"},
 		&cli.IntFlag{Name: "max-in-flight-per-partition", Category: catPipeline, Value: processor.DefaultMaxInFlightPerPartition, Sources: env("ENRICHER_MAX_IN_FLIGHT_PER_PARTITION"),
-			Usage: fmt.Sprintf("a partition's window: its events fetched but not yet committable (waiting for the API, in flight, or published after an unfinished one), so cached events pass uncached ones by up to this many; at most %d, what a commit's completed set carries", processor.MaxPartitionWindow)},
+			Usage: fmt.Sprintf("a partition's events fetched and not yet published (waiting for the API, queued behind their key, or being published); cached events pass uncached ones, as far as a commit's completed set carries the ones published ahead; at most %d", processor.MaxPartitionWindow)},
 		&cli.IntFlag{Name: "max-event-bytes", Category: catPipeline, Value: processor.DefaultMaxEventBytes, Sources: env("ENRICHER_MAX_EVENT_BYTES"),
 			Usage: "largest input event in `BYTES`; larger events go to the DLQ"},
 		&cli.IntFlag{Name: "max-record-bytes", Category: catPipeline, Value: processor.DefaultMaxRecordBytes, Sources: env("ENRICHER_MAX_RECORD_BYTES"),
