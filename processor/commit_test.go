@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 	"testing/quick"
+	"time"
 )
 
 func TestWatermarkTable(t *testing.T) {
@@ -147,4 +148,38 @@ func BenchmarkWatermark(b *testing.B) {
 	if w.pending() > 8 {
 		b.Fatalf("%d pending", w.pending())
 	}
+}
+
+// TestCommitterReusesCostlySet: a completed set that was costly to read
+// is carried again, above the moved watermark, until setCostShare times
+// its cost has passed; then it is read afresh.
+func TestCommitterReusesCostlySet(t *testing.T) {
+	c := &Claim{wm: newWatermark(), partition: 3}
+	for i := range 10 {
+		if err := c.wm.add(int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := func(offs ...int64) {
+		for _, o := range offs {
+			if _, ok := c.wm.done(o); !ok {
+				t.Fatalf("done(%d) refused", o)
+			}
+		}
+	}
+	done(2, 3, 6)
+	m := &committer{last: map[*Claim]Position{}, sets: map[*Claim]*lastSet{}, overflow: func() { t.Fatal("overflow") }}
+	check := func(pos Position, offset int64, want completedSet) {
+		t.Helper()
+		if pos.Partition != 3 || pos.Offset != offset || !pos.done.equal(want) || pos.done.base != offset {
+			t.Fatalf("position %d %v, want %d %v", pos.Offset, pos.done, offset, want)
+		}
+	}
+	check(m.position(c), 0, metaSet(0, offsetRun{2, 3}, offsetRun{6, 6}))
+	m.sets[c].cost = time.Hour // as if reading it had been costly
+	done(0, 1, 8)
+	// The watermark moved to 4; offset 8, done since, is not read yet.
+	check(m.position(c), 4, metaSet(4, offsetRun{6, 6}))
+	m.sets[c].cost = 0
+	check(m.position(c), 4, metaSet(4, offsetRun{6, 6}, offsetRun{8, 8}))
 }

@@ -47,10 +47,30 @@ type offsetRun struct {
 // below base, entries not done, and entries out of order are left out:
 // leaving out an offset only means its record is delivered again.
 func newCompletedSet(base int64, pending []wmEntry) completedSet {
+	c, _ := newCompletedSetWithin(base, pending, math.MaxInt)
+	return c
+}
+
+// newCompletedSetWithin is newCompletedSet, reading pending only as far as
+// a set of at most maxPayload bytes of either encoding can reach: a run
+// takes at least two bytes of the runs encoding, and an offset past
+// 8×maxPayload above base takes the bitset past maxPayload. It reports
+// whether it stopped before the end (the set is then a prefix of the
+// whole, its last run possibly shortened: still only done offsets).
+func newCompletedSetWithin(base int64, pending []wmEntry, maxPayload int) (completedSet, bool) {
 	// Count the runs first to allocate them once: a done record starts a
 	// run unless the record before it is done at the offset before.
 	n, prev := 0, wmEntry{offset: base}
-	for _, e := range pending {
+	spanLimit := int64(math.MaxInt64)
+	if maxPayload < math.MaxInt64/8 {
+		spanLimit = 8 * int64(maxPayload)
+	}
+	cut := false
+	for i, e := range pending {
+		if 2*n > maxPayload && e.offset-base > spanLimit {
+			pending, cut = pending[:i], true
+			break
+		}
 		if e.done && e.offset > base && !(prev.done && prev.offset == e.offset-1) {
 			n++
 		}
@@ -74,7 +94,7 @@ func newCompletedSet(base int64, pending []wmEntry) completedSet {
 			c.runs = append(c.runs, offsetRun{first: e.offset, last: e.offset})
 		}
 	}
-	return c
+	return c, cut
 }
 
 // completed returns the offset to commit and the completed set above it.
@@ -82,17 +102,50 @@ func newCompletedSet(base int64, pending []wmEntry) completedSet {
 // record's offset (nothing done yet at the head, but records after it may
 // be). It reports false while no record was ever added.
 func (w *watermark) completed() (completedSet, bool) {
+	c, _, ok := w.completedWithin(math.MaxInt)
+	return c, ok
+}
+
+// completedWithin is completed, with the set read only as far as
+// maxPayload bytes reach (newCompletedSetWithin); it also reports whether
+// the set was cut there.
+func (w *watermark) completedWithin(maxPayload int) (completedSet, bool, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	live := w.entries[w.head:]
 	base := w.next
 	if base < 0 {
 		if len(live) == 0 {
-			return completedSet{}, false
+			return completedSet{}, false, false
 		}
 		base = live[0].offset
 	}
-	return newCompletedSet(base, live), true
+	c, cut := newCompletedSetWithin(base, live, maxPayload)
+	return c, cut, true
+}
+
+// base returns the offset completed would give, without the set.
+func (w *watermark) base() (int64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.next >= 0 {
+		return w.next, true
+	}
+	if w.head < len(w.entries) {
+		return w.entries[w.head].offset, true
+	}
+	return 0, false
+}
+
+// above returns the part of c above base (the later base of the same
+// partition: c's offsets stay done).
+func (c completedSet) above(base int64) completedSet {
+	i := 0
+	for i < len(c.runs) && c.runs[i].last <= base {
+		i++
+	}
+	// No run left contains base: base is not done (or past every record).
+	return completedSet{base: base, runs: c.runs[i:]}
 }
 
 // contains reports whether off is in the set (a binary search over the

@@ -619,3 +619,55 @@ func BenchmarkCompletedContains(b *testing.B) {
 	}
 	_ = hits
 }
+
+// TestCompletedSetWithin: a set read only as far as a budget reaches is a
+// prefix of the whole set, and it is cut only when the whole set does not
+// fit the budget either: the cut never loses a set that a commit could
+// carry.
+func TestCompletedSetWithin(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	const budget = 600
+	cuts := 0
+	for range 300 {
+		n := 1 + r.IntN(20_000)
+		p := r.Float64()
+		es := make([]wmEntry, n)
+		for i := range es {
+			es[i] = wmEntry{offset: 1_000 + int64(i), done: i > 0 && r.Float64() < p}
+		}
+		whole := newCompletedSet(1_000, es)
+		within, cut := newCompletedSetWithin(1_000, es, budget)
+		if !prefixOf(within, whole) {
+			t.Fatalf("%d entries, %.2f done: the set within the budget is not a prefix of the whole", n, p)
+		}
+		if !cut && !within.equal(whole) {
+			t.Fatalf("%d entries, %.2f done: not cut, yet not the whole set", n, p)
+		}
+		if cut {
+			cuts++
+			if _, fits := encodeMetadata(commitMeta{done: whole}, budget); fits {
+				t.Fatalf("%d entries, %.2f done: cut although the whole set fits %d bytes", n, p, budget)
+			}
+		}
+	}
+	if cuts == 0 {
+		t.Fatal("no set was cut: the test does not exercise the cut")
+	}
+}
+
+func TestCompletedSetAbove(t *testing.T) {
+	c := metaSet(10, offsetRun{12, 13}, offsetRun{15, 15}, offsetRun{18, 20})
+	for _, tc := range []struct {
+		base int64
+		want completedSet
+	}{
+		{10, c},
+		{14, metaSet(14, offsetRun{15, 15}, offsetRun{18, 20})},
+		{16, metaSet(16, offsetRun{18, 20})},
+		{21, metaSet(21)},
+	} {
+		if got := c.above(tc.base); !got.equal(tc.want) || got.base != tc.base || !got.valid() {
+			t.Errorf("above(%d) = %v, want %v", tc.base, got, tc.want)
+		}
+	}
+}

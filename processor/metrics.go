@@ -110,7 +110,7 @@ func newMetrics(mp metric.MeterProvider, p *Pipeline) *metrics {
 	x.latency, _ = m.Float64Histogram("enricher.record.latency", metric.WithDescription("End-to-end latency: input record timestamp to output acknowledged."), metric.WithUnit("s"))
 	x.processing, _ = m.Float64Histogram("enricher.record.duration", metric.WithDescription("Processing time: fetched to output acknowledged."), metric.WithUnit("s"))
 	skipped, _ := m.Int64ObservableCounter("enricher.records.skipped_published", metric.WithDescription("Records skipped on assignment because an earlier owner of the partition had published them (commit metadata)."), metric.WithUnit("{record}"))
-	overflows, _ := m.Int64ObservableCounter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the watermark alone was committed."))
+	overflows, _ := m.Int64ObservableCounter("enricher.commit.metadata_overflows", metric.WithDescription("Commits whose completed set did not fit the commit metadata: the longest prefix that fits was committed."))
 	x.changes, _ = m.Int64Counter("enricher.cache.changes", metric.WithDescription("Subscription changes (webhooks) applied to a user's cached list, by enrichment.change.outcome: patched, invalidated, unchanged, uncached or ignored (duplicate or late)."), metric.WithUnit("{user}"))
 	refreshes, _ := m.Int64ObservableCounter("enricher.cache.refreshes", metric.WithDescription("Background refreshes of entries older than --cache-refresh-after."))
 	if refreshes != nil {
@@ -244,7 +244,8 @@ type Stats struct {
 	Partitions        []PartitionStats // by topic and partition
 	// SkippedPublished counts records skipped on assignment because an
 	// earlier owner had published them; MetadataOverflows the commits
-	// whose completed set did not fit the commit metadata.
+	// whose completed set did not fit the commit metadata (cut to its
+	// longest prefix that fits).
 	SkippedPublished, MetadataOverflows int64
 }
 

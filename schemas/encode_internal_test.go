@@ -220,3 +220,4 @@ func TestAccountsInterned(t *testing.T) {
 		t.Fatal("self_info lost")
 	}
 }
+
