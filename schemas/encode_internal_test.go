@@ -220,4 +220,3 @@ func TestAccountsInterned(t *testing.T) {
 		t.Fatal("self_info lost")
 	}
 }
-
