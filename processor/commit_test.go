@@ -175,11 +175,15 @@ func TestCommitterReusesCostlySet(t *testing.T) {
 			t.Fatalf("position %d %v, want %d %v", pos.Offset, pos.done, offset, want)
 		}
 	}
-	check(m.position(c), 0, metaSet(0, offsetRun{2, 3}, offsetRun{6, 6}))
+	check(m.position(c, false), 0, metaSet(0, offsetRun{2, 3}, offsetRun{6, 6}))
 	m.sets[c].cost = time.Hour // as if reading it had been costly
 	done(0, 1, 8)
 	// The watermark moved to 4; offset 8, done since, is not read yet.
-	check(m.position(c), 4, metaSet(4, offsetRun{6, 6}))
+	check(m.position(c, false), 4, metaSet(4, offsetRun{6, 6}))
+	// A final commit reads it afresh.
+	check(m.position(c, true), 4, metaSet(4, offsetRun{6, 6}, offsetRun{8, 8}))
+	m.sets[c].cost = time.Hour
+	done(9)
 	m.sets[c].cost = 0
-	check(m.position(c), 4, metaSet(4, offsetRun{6, 6}, offsetRun{8, 8}))
+	check(m.position(c, false), 4, metaSet(4, offsetRun{6, 6}, offsetRun{8, 9}))
 }

@@ -205,14 +205,14 @@ func TestClaimSpanBounds(t *testing.T) {
 	set, _ := c.wm.completed()
 	enc, _ := encodeMetadata(commitMeta{done: set}, math.MaxInt)
 	commitMetadataBudget = len(enc) + 1 // fits, but more than spanFullShare
-	m.position(c)
+	m.position(c, false)
 	if !blocked(n + 1) {
 		t.Fatal("Submit admitted while the completed set fills the commit metadata")
 	}
 	admitted := make(chan error, 1)
 	go func() { admitted <- c.Submit(ctx, kafka.Message{Offset: n + 1, Value: event("late", n+1)}) }()
 	commitMetadataBudget = 4 * len(enc) // the next commit finds room
-	m.position(c)
+	m.position(c, false)
 	if err := <-admitted; err != nil {
 		t.Fatal(err)
 	}
