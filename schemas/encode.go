@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 	"unique"
@@ -47,7 +48,12 @@ type encodedAccount struct {
 // with only the account fields of f (nil: all fields).
 func EncodeEnrichment(e Enrichment, f *Fields) (*Enriched, error) {
 	out := &Enriched{items: make([]encodedAccount, 0, len(e.OfficialAccounts))}
-	meta := make([]byte, 0, 160)
+	// meta and selfs are built in a pooled buffer and kept at their exact
+	// size: a cache holds them for every user, and append's slack would
+	// be a third of its memory.
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	meta := (*bp)[:0]
 	meta = append(meta, `"status":`...)
 	meta = appendString(meta, string(e.Status))
 	meta = append(meta, `,"official_accounts":[`...)
@@ -65,8 +71,10 @@ func EncodeEnrichment(e Enrichment, f *Fields) (*Enriched, error) {
 			return nil, err
 		}
 	}
-	out.meta = append(meta, ',')
+	meta = append(meta, ',')
+	out.meta = exact(meta)
 	out.size = len(out.meta)
+	selfs := meta[:0] // meta is copied: its buffer is free again
 	for i := range e.OfficialAccounts {
 		a := f.project(e.OfficialAccounts[i])
 		self := a.SelfInfo
@@ -81,16 +89,28 @@ func EncodeEnrichment(e Enrichment, f *Fields) (*Enriched, error) {
 			if err != nil {
 				return nil, fmt.Errorf("schemas: encode account: %w", err)
 			}
-			out.selfs = append(out.selfs, `,"self_info":`...)
-			out.selfs = append(out.selfs, s...)
+			selfs = append(selfs, `,"self_info":`...)
+			selfs = append(selfs, s...)
 		}
-		out.selfs = append(out.selfs, '}')
-		out.items = append(out.items, encodedAccount{base: base, selfEnd: uint32(len(out.selfs))})
+		selfs = append(selfs, '}')
+		out.items = append(out.items, encodedAccount{base: base, selfEnd: uint32(len(selfs))})
 		out.size += len(b) - 1
 	}
+	out.selfs = exact(selfs)
+	*bp = selfs[:0]
 	out.size += len(out.selfs) + max(len(out.items)-1, 0)
 	return out, nil
 }
+
+// exact returns a copy of b of its exact length.
+func exact(b []byte) []byte {
+	c := make([]byte, len(b))
+	copy(c, b)
+	return c
+}
+
+// scratch holds EncodeEnrichment's buffers between calls.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // Size is the number of bytes the enrichment adds to a record, about.
 func (e *Enriched) Size() int { return e.size + len(`"enrichment":{"cache":"stale"}`) }

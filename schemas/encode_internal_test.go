@@ -220,3 +220,28 @@ func TestAccountsInterned(t *testing.T) {
 		t.Fatal("self_info lost")
 	}
 }
+
+// TestEnrichedExactSize checks that an encoded enrichment keeps no spare
+// capacity (a cache holds one per user), and that encodings one after the
+// other, through the same pooled buffer, do not share bytes.
+func TestEnrichedExactSize(t *testing.T) {
+	var prev *Enriched
+	var want []byte
+	for n := range 40 {
+		accounts := make([]OfficialAccount, n)
+		for i := range accounts {
+			accounts[i] = fullAccount(nasty[(n+i)%len(nasty)], int64(n*100+i))
+		}
+		e, err := EncodeEnrichment(Enrichment{Status: StatusOK, OfficialAccounts: accounts, TotalCount: n}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cap(e.meta) != len(e.meta) || cap(e.selfs) != len(e.selfs) {
+			t.Fatalf("%d accounts: meta %d of %d, selfs %d of %d bytes used", n, len(e.meta), cap(e.meta), len(e.selfs), cap(e.selfs))
+		}
+		if prev != nil && !bytes.Equal(prev.AppendAccounts(nil), want) {
+			t.Fatalf("%d accounts: the previous encoding changed", n)
+		}
+		prev, want = e, e.AppendAccounts(nil)
+	}
+}
