@@ -39,10 +39,12 @@ type watermark struct {
 	moved chan struct{}
 }
 
+// wmEntry is one added record. It holds no pointer, so that a wide span
+// costs the garbage collector nothing to scan.
 type wmEntry struct {
 	offset int64
+	at     int64 // when the record was fetched, in Unix nanoseconds (0 for a skipped offset)
 	done   bool
-	at     time.Time // when the record was fetched (zero for a skipped offset)
 }
 
 func newWatermark() *watermark { return &watermark{last: -1, next: -1} }
@@ -63,7 +65,11 @@ func (w *watermark) addAt(offset int64, at time.Time) error {
 		w.entries = w.entries[:n]
 		w.head = 0
 	}
-	w.entries = append(w.entries, wmEntry{offset: offset, at: at})
+	e := wmEntry{offset: offset}
+	if !at.IsZero() {
+		e.at = at.UnixNano()
+	}
+	w.entries = append(w.entries, e)
 	return nil
 }
 
@@ -140,7 +146,10 @@ func (w *watermark) oldest() (time.Time, bool) {
 	if w.head == len(w.entries) {
 		return time.Time{}, false
 	}
-	return w.entries[w.head].at, true
+	if at := w.entries[w.head].at; at != 0 {
+		return time.Unix(0, at), true
+	}
+	return time.Time{}, true
 }
 
 // pending is the number of added records not yet behind the watermark.
