@@ -122,7 +122,8 @@ type Config struct {
 	// MaxInFlight bounds the records being built and published at once,
 	// over all partitions; fetching waits while it is reached. Records
 	// waiting for an API lookup do not count (the users they wait for are
-	// bounded by the budget, see userGate): cached records pass them.
+	// at most what the budget serves in a few seconds, see userGate):
+	// cached records pass them.
 	// Default 1024.
 	MaxInFlight int
 	// MaxInFlightPerPartition bounds a partition's records fetched and not

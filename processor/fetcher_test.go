@@ -119,3 +119,34 @@ func TestNewRejectsNilFetcher(t *testing.T) {
 		t.Fatalf("New(bad config) = %v", err)
 	}
 }
+
+// pacedFetcher is a Fetcher that reports a rate, as *client.Client does.
+type pacedFetcher struct {
+	fetcherFunc
+	rate float64
+}
+
+func (f pacedFetcher) EffectiveRate() float64 { return f.rate }
+
+// TestLookupGateFollowsTheRate: the users waiting for the API are bounded
+// by a few seconds of the fetcher's rate, or by DrainTimeout if shorter.
+func TestLookupGateFollowsTheRate(t *testing.T) {
+	for _, tc := range []struct {
+		rate  float64
+		drain time.Duration
+		want  int
+	}{
+		{rate: 195, drain: 10 * time.Second, want: int(195 * lookupQueueTime.Seconds())},
+		{rate: 195, drain: time.Second, want: 195},
+		{rate: 50, drain: 2 * time.Second, want: 100},
+		{rate: 1, drain: 10 * time.Second, want: minLookupUsers},
+	} {
+		cfg := testConfig()
+		cfg.DrainTimeout = tc.drain
+		p, _ := newTestPipeline(t, cfg, okLookup(1))
+		p.paceLookups(pacedFetcher{rate: tc.rate})
+		if got := p.lookupUsers.limit(); got != tc.want {
+			t.Errorf("rate %v, DrainTimeout %v: %d users may wait, want %d", tc.rate, tc.drain, got, tc.want)
+		}
+	}
+}

@@ -132,7 +132,7 @@ func NewPipeline(cfg Config, f Fetcher) (*Pipeline, error) {
 // f paces its calls (rater).
 func (p *Pipeline) paceLookups(f Fetcher) {
 	if r, ok := f.(rater); ok {
-		p.lookupUsers = newUserGate(r.EffectiveRate, p.cfg.DrainTimeout)
+		p.lookupUsers = newUserGate(r.EffectiveRate, min(p.cfg.DrainTimeout, lookupQueueTime))
 	}
 }
 

@@ -88,8 +88,9 @@ func (p *Pipeline) unregister(c *Claim) {
 }
 
 // Submit admits one fetched record. It blocks while the partition's span
-// has no room for it, while the in-flight limits are reached, while the users waiting for an API lookup are as many as the
-// API budget serves within Config.DrainTimeout (userGate), or while
+// has no room for it, while the in-flight limits are reached, while the
+// users waiting for an API lookup are as many as the API budget serves
+// within a few seconds (userGate), or while
 // fetching is paused because the API is unavailable (backpressure), and
 // returns ctx's error if ctx ends first. Records must be submitted in
 // increasing offset order.
