@@ -168,23 +168,35 @@ func newEnricher(base context.Context, cfg Config, fetch lookupFunc) (*enricher,
 	return e, nil
 }
 
+// local returns the user's enrichment from the local cache (layerLocal,
+// or layerStale, which starts a background refresh), counted as a hit;
+// false when it is not there (nothing is counted).
+func (e *enricher) local(user string) (lookup, layer, bool) {
+	v, ok := e.cache.GetIfPresent(user)
+	if !ok {
+		return lookup{}, 0, false
+	}
+	switch e.freshness(v) {
+	case layerLocal:
+		if e.refreshAfter > 0 && e.now().After(v.refreshAt) {
+			e.revalidate(user)
+		}
+		e.hit(layerLocal)
+		return v, layerLocal, true
+	case layerStale:
+		e.refresh(user)
+		e.hit(layerStale)
+		return v, layerStale, true
+	}
+	return lookup{}, 0, false
+}
+
 // get returns the user's enrichment and where it came from. Only answers
 // with a status are cached. A stale entry is returned at once and
 // refreshed in the background.
 func (e *enricher) get(ctx context.Context, user string) (lookup, layer, error) {
-	if v, ok := e.cache.GetIfPresent(user); ok {
-		switch e.freshness(v) {
-		case layerLocal:
-			if e.refreshAfter > 0 && e.now().After(v.refreshAt) {
-				e.revalidate(user)
-			}
-			e.hit(layerLocal)
-			return v, layerLocal, nil
-		case layerStale:
-			e.refresh(user)
-			e.hit(layerStale)
-			return v, layerStale, nil
-		}
+	if v, from, ok := e.local(user); ok {
+		return v, from, nil
 	}
 	e.misses.Add(1)
 	ch := e.flight.DoChan(user, func() (any, error) {

@@ -105,6 +105,10 @@ func (p *Pipeline) prepare(c *Claim, r *record) *job {
 func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.CacheResult, int, error) {
 	ctx, span := p.tracer.Start(ctx, "enrich", spanInternal)
 	defer span.End()
+	if l, from, ok := p.enr.local(r.userID); ok {
+		// A cache hit: no lookup, so the record is not a probe.
+		return l, p.answered(ctx, span, l, from), 1, nil
+	}
 	p.probes.enter(r.userID)
 	defer p.probes.leave(r.userID)
 	start := p.cfg.Now()
@@ -117,11 +121,7 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			if from == layerAPI {
 				p.apiAnswered() // the API answered: it is up
 			}
-			p.met.cache(ctx, from)
-			if span.IsRecording() {
-				span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(from.result())), attrCacheLayer.String(from.String()))
-			}
-			return l, from.result(), attempt, nil
+			return l, p.answered(ctx, span, l, from), attempt, nil
 		}
 		var ue *unavailableError
 		if !errors.As(err, &ue) {
@@ -175,6 +175,16 @@ func (p *Pipeline) enrich(ctx context.Context, r *record) (lookup, schemas.Cache
 			t.Stop()
 		}
 	}
+}
+
+// answered counts where l came from, records it on the enrich span, and
+// returns the record's cache result.
+func (p *Pipeline) answered(ctx context.Context, span trace.Span, l lookup, from layer) schemas.CacheResult {
+	p.met.cache(ctx, from)
+	if span.IsRecording() {
+		span.SetAttributes(attrStatus.String(string(l.status)), attrCache.String(string(from.result())), attrCacheLayer.String(from.String()))
+	}
+	return from.result()
 }
 
 // maxBackoffFactor caps a failing record's backoff at this many

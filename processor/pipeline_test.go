@@ -416,3 +416,45 @@ func TestEncodeFailureDLQ(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestCacheHitIsNotAProbe: a record whose user is cached is enriched
+// without entering the probe set (the users whose lookups find the API
+// back), so it neither waits for the set's lock nor counts as a probe.
+func TestCacheHitIsNotAProbe(t *testing.T) {
+	var calls atomic.Int32
+	fetch := func(ctx context.Context, user string) (lookup, error) {
+		calls.Add(1)
+		return okLookup(2)(ctx, user)
+	}
+	p, _ := newTestPipeline(t, testConfig(), fetch)
+	ctx := context.Background()
+	r := p.newRecord(kafka.Message{Topic: "in", Value: event("u1", 1)})
+	if _, cache, _, err := p.enrich(ctx, r); err != nil || cache != schemas.CacheMiss {
+		t.Fatalf("first enrich: cache %q, error %v", cache, err)
+	}
+	p.probes.mu.Lock() // a lookup entering the set would wait here
+	done := make(chan error, 1)
+	go func() {
+		_, cache, _, err := p.enrich(ctx, p.newRecord(kafka.Message{Topic: "in", Offset: 1, Value: event("u1", 2)}))
+		if err == nil && cache != schemas.CacheHit {
+			err = fmt.Errorf("cache %q, want %q", cache, schemas.CacheHit)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		p.probes.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		p.probes.mu.Unlock()
+		t.Fatal("a cache hit waited for the probe set")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d lookups, want 1", n)
+	}
+	if n := p.probes.users(); n != 0 {
+		t.Fatalf("%d probes after both records, want 0", n)
+	}
+}
