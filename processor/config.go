@@ -60,7 +60,7 @@ const MaxPartitionWindow = 20000
 // Defaults of Config fields left zero.
 const (
 	DefaultMaxInFlight             = 1024
-	DefaultMaxInFlightPerPartition = 256
+	DefaultMaxInFlightPerPartition = 2048
 	DefaultMaxEventBytes           = 1 << 20
 	DefaultCacheTTL                = 10 * time.Minute
 	DefaultNegativeCacheTTL        = time.Minute
@@ -132,7 +132,7 @@ type Config struct {
 	// pass uncached ones; the ones published ahead of an unpublished record
 	// do not count here but in the partition's span, which the completed
 	// set of a commit bounds (Claim). At most MaxPartitionWindow.
-	// Default 256.
+	// Default 2048.
 	MaxInFlightPerPartition int
 
 	// CacheTTL is how long a user's subscriptions are reused. Default 10m.
