@@ -238,7 +238,8 @@ func TestRunToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	w := &kafka.Writer{Addr: kafka.TCP(b.Addr()), Topic: "events", Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond}
+	// Acknowledged by the broker before Run returns (kafka-go defaults to no acks).
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addr()), Topic: "events", Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	g, err := New(Config{Seed: 2, Rate: 1e5, Count: 100})
 	if err != nil {
