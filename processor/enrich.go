@@ -418,8 +418,8 @@ const minLookupUsers = 16
 // lookup may take: a queue of seconds keeps the API busy, while every
 // user in it holds a goroutine and its records in memory (users never
 // seen would otherwise queue for 10 s of budget: skewed peak RSS 327 MiB,
-// against 280 with 4 s; with 2,048 records per partition, 328 against
-// 283).
+// against 280 with 4 s at 256 records per partition; 328 with 10 s at
+// 4,096, 283 with 4 s at 2,048).
 const lookupQueueTime = 4 * time.Second
 
 // userGate bounds the distinct users whose records wait for an API lookup
